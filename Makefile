@@ -1,0 +1,66 @@
+# The README's two commands: `make demo` (the main job end to end on the embedded default) and
+# `make test` (ruff, mypy, pytest, Airflow DAG tests). Both set up what they need on a fresh
+# machine and skip what is already there: environments are rebuilt only when their
+# requirements change (stamp files), the Delta jars are fetched once into .cache/jars.
+
+PYTHON ?= python3
+VENV := .venv
+AIRFLOW_VENV := .venv-airflow
+JARS_DIR := .cache/jars
+PY := $(VENV)/bin/python
+PIP_FLAGS := --disable-pip-version-check --progress-bar off
+export PYSPARK_PYTHON := $(CURDIR)/$(PY)
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
+
+.PHONY: demo test setup setup-airflow lint typecheck pytest airflow-test clean
+
+demo: setup
+	$(PY) -m jobs.demo $(DEMO_ARGS)
+
+test: setup setup-airflow lint typecheck pytest airflow-test
+
+setup: $(VENV)/.installed $(JARS_DIR)/.fetched
+
+setup-airflow: $(AIRFLOW_VENV)/.installed
+
+$(VENV)/.installed: requirements/base.txt requirements/nodeps.txt pyproject.toml
+	@echo "== project environment ($(VENV))"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) -q --upgrade "pip==25.1.1" "setuptools==80.9.0" wheel
+	$(PY) -m pip install $(PIP_FLAGS) -q -r requirements/base.txt
+	@# petastorm without its dependency pins (setuptools<70 clashes with torch); its runtime
+	@# dependencies are pinned in requirements/base.txt.
+	$(PY) -m pip install $(PIP_FLAGS) -q --no-deps -r requirements/nodeps.txt
+	$(PY) -m pip install $(PIP_FLAGS) -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check || true
+	touch $@
+
+$(JARS_DIR)/.fetched: scripts/delta-jars-pom.xml scripts/fetch_delta_jars.sh
+	@echo "== Delta jars ($(JARS_DIR))"
+	scripts/fetch_delta_jars.sh $(JARS_DIR)
+	touch $@
+
+$(AIRFLOW_VENV)/.installed: requirements/airflow.txt
+	@echo "== Airflow environment ($(AIRFLOW_VENV))"
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install $(PIP_FLAGS) -q --upgrade "pip==25.1.1"
+	$(AIRFLOW_VENV)/bin/python -m pip install $(PIP_FLAGS) -q -r requirements/airflow.txt
+	touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+pytest: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+airflow-test: setup setup-airflow
+	@if ls tests/airflow/test_*.py >/dev/null 2>&1; then \
+	  RLB_PROJECT_PYTHON=$(CURDIR)/$(PY) AIRFLOW_HOME=$(CURDIR)/.cache/airflow \
+	  $(AIRFLOW_VENV)/bin/python -m pytest -c tests/airflow/pytest.ini tests/airflow; \
+	fi
+
+clean:
+	rm -rf warehouse reports .cache/spark-warehouse .cache/airflow .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Airflow DAG definitions only; no business logic."""

@@ -1,0 +1,1 @@
+"""spark-submit entry points: parse arguments, read Delta, call pipelines/, write."""

@@ -1,0 +1,106 @@
+"""The one Spark session factory used by every job, test and benchmark.
+
+Locally (plain `python`, pytest) it starts local[2] with Delta configured from the jars cached in
+`.cache/jars` (see scripts/fetch_delta_jars.sh), so nothing is resolved over the network. Under
+spark-submit the cluster's settings win: master, memory and jars come from the submit command,
+and only the Delta SQL extension, the UTC time zone and the Arrow switch are added."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JARS_DIR = PROJECT_ROOT / ".cache" / "jars"
+
+# Applied in every mode: correctness depends on them (UTC days, Delta tables).
+REQUIRED_CONF: dict[str, str] = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+class DeltaJarsMissingError(RuntimeError):
+    """The cached Delta jars are not where the local session expects them."""
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """Local-mode settings; ignored under spark-submit, where the submit command decides."""
+
+    app_name: str = "rlb"
+    master: str = "local[2]"  # this machine's two cores
+    driver_memory: str = "6g"  # one JVM holds driver and executors in local mode
+    shuffle_partitions: int = 8  # a few tasks per core; the default 200 is for clusters
+    log_level: str = "WARN"
+    jars_dir: Path = DEFAULT_JARS_DIR
+
+
+def under_spark_submit() -> bool:
+    """True when spark-submit launched this interpreter (it passes the gateway to Python)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def delta_jars(jars_dir: Path) -> list[str]:
+    jars = sorted(str(p) for p in jars_dir.glob("delta-*.jar"))
+    if not any("delta-spark" in j for j in jars) or not any("delta-storage" in j for j in jars):
+        raise DeltaJarsMissingError(
+            f"Delta jars not found in {jars_dir} (found {jars}); run `make setup` or "
+            f"scripts/fetch_delta_jars.sh {jars_dir} once to fetch them from Maven Central."
+        )
+    return jars
+
+
+def get_spark(settings: SparkSettings | None = None) -> SparkSession:
+    """Returns the active session or starts one configured for Delta."""
+    settings = settings or SparkSettings()
+    builder = SparkSession.builder.appName(settings.app_name)
+    for key, value in REQUIRED_CONF.items():
+        builder = builder.config(key, value)
+    if not under_spark_submit():
+        # Spark's Python workers must run this interpreter, not whatever `python3` is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        local_conf = {
+            "spark.jars": ",".join(delta_jars(settings.jars_dir)),
+            "spark.driver.memory": settings.driver_memory,
+            "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+            "spark.default.parallelism": str(settings.shuffle_partitions),
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.adaptive.enabled": "true",
+            "spark.databricks.delta.snapshotPartitions": "2",
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+            # Delta's own log checkpoints and stats collection are fine at default; keep the
+            # local metastore out of the checkout.
+            "spark.sql.warehouse.dir": str(PROJECT_ROOT / ".cache" / "spark-warehouse"),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={PROJECT_ROOT / '.cache' / 'derby'}",
+        }
+        builder = builder.master(settings.master)
+        for key, value in local_conf.items():
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
+    log.info("spark %s, master %s", spark.version, spark.sparkContext.master)
+    return spark
+
+
+def local_submit_args(jars_dir: Path = DEFAULT_JARS_DIR) -> list[str]:
+    """spark-submit arguments that give a local submit the same Delta set-up as get_spark()."""
+    args = ["--master", SparkSettings().master, "--jars", ",".join(delta_jars(jars_dir))]
+    for key, value in REQUIRED_CONF.items():
+        args += ["--conf", f"{key}={value}"]
+    return args
+
+
+if __name__ == "__main__":  # `python -m jobs.spark_session` prints the local submit arguments
+    print(" ".join(local_submit_args()))

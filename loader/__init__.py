@@ -1,0 +1,1 @@
+"""Petastorm-based PyTorch loader for request-level samples, imported by training code."""

@@ -1,0 +1,1 @@
+"""Spark transformations: pure DataFrame -> DataFrame functions, no I/O (DESIGN.md §5)."""

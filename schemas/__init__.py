@@ -1,0 +1,43 @@
+"""Table contracts: the single source of truth for every table's schema (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+from .contract import Column, ContractError, DType, TableContract
+from .impression_samples import IMPRESSION_SAMPLES
+from .impressions import IMPRESSIONS
+from .quarantine import QUARANTINE
+from .request_samples import REQUEST_SAMPLES
+from .user_actions import USER_ACTIONS
+from .user_history import USER_HISTORY
+from .user_summaries import USER_SUMMARIES
+
+ALL_TABLES: dict[str, TableContract] = {
+    t.name: t
+    for t in (
+        IMPRESSIONS,
+        USER_ACTIONS,
+        USER_HISTORY,
+        REQUEST_SAMPLES,
+        IMPRESSION_SAMPLES,
+        QUARANTINE,
+        USER_SUMMARIES,
+    )
+}
+
+DEFAULT_WAREHOUSE = "warehouse"
+
+__all__ = [
+    "ALL_TABLES",
+    "DEFAULT_WAREHOUSE",
+    "IMPRESSIONS",
+    "IMPRESSION_SAMPLES",
+    "QUARANTINE",
+    "REQUEST_SAMPLES",
+    "USER_ACTIONS",
+    "USER_HISTORY",
+    "USER_SUMMARIES",
+    "Column",
+    "ContractError",
+    "DType",
+    "TableContract",
+]

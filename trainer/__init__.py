@@ -1,0 +1,1 @@
+"""STCA (and VISTA) models, training loop and evaluation."""
