@@ -4,11 +4,11 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 dest="${1:-$here/../.cache/jars}"
+mkdir -p "$dest" && dest="$(cd "$dest" && pwd)"  # absolute: Maven resolves paths from the pom's folder
 if compgen -G "$dest/delta-spark_2.13-*.jar" >/dev/null && compgen -G "$dest/delta-storage-*.jar" >/dev/null; then
   exit 0
 fi
 command -v mvn >/dev/null || { echo "fetch_delta_jars: Maven (mvn) is needed once to fetch the Delta jars; install it (apt-get install maven)" >&2; exit 1; }
-mkdir -p "$dest"
-mvn -q -f "$here/delta-jars-pom.xml" dependency:copy-dependencies \
+mvn -q -B -f "$here/delta-jars-pom.xml" dependency:copy-dependencies \
   -DoutputDirectory="$dest" -DincludeArtifactIds=delta-spark_2.13,delta-storage
 ls "$dest"/delta-*.jar
