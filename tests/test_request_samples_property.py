@@ -1,0 +1,169 @@
+"""Property test: the Spark pipelines equal the pure-Python reference on random small logs.
+
+Random logs cover equal timestamps (a small grid of times), users without history, histories
+longer than L_max (a tiny L_max), actions interleaved with requests on the same day, a second day
+built on the first day's state, and every bad-row kind (nulls, out-of-date timestamps, labels
+outside {0, 1}, inconsistent requests, duplicates)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines.request_samples import requests_from_impressions, user_events_through_day, with_history_as_of_request
+from pipelines.user_history import merge_day_into_state
+from pipelines.validity import (
+    REJECT_REASON,
+    to_quarantine,
+    valid_rows,
+    with_action_reject_reason,
+    with_impression_reject_reason,
+)
+from schemas import IMPRESSIONS, USER_ACTIONS, USER_HISTORY
+from schemas.fields import TASKS
+from tests import reference
+
+pytestmark = pytest.mark.spark
+
+DAYS = ["2026-03-01", "2026-03-02"]
+DAY_MS = 86_400_000
+L_MAX = 4
+STATE_LEN = 5  # >= L_MAX, and small, so the state truncates too
+MAX_EXAMPLES = int(os.environ.get("RLB_HYPOTHESIS_EXAMPLES", "12"))
+
+
+def _day_start(day: str) -> int:
+    return int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def _ts(day_idx: st.SearchStrategy[int]) -> st.SearchStrategy[int]:
+    # a coarse grid of times so that equal timestamps are common
+    return st.builds(lambda d, k: _day_start(DAYS[d]) + k * 1000, day_idx, st.integers(0, 6))
+
+
+@st.composite
+def actions(draw: Any) -> list[dict[str, Any]]:
+    rows = []
+    for _ in range(draw(st.integers(0, 25))):
+        d = draw(st.integers(0, 1))
+        ts = draw(_ts(st.just(d)))
+        bad_date = draw(st.integers(0, 15)) == 0
+        rows.append(
+            {
+                "user_id": draw(st.sampled_from([1, 2, 3, None]) if draw(st.integers(0, 12)) == 0 else st.sampled_from([1, 2, 3])),
+                "item_id": draw(st.sampled_from([10, 11, 12, 13, None]) if draw(st.integers(0, 12)) == 0 else st.sampled_from([10, 11, 12, 13])),
+                "author_id": 7,
+                "event_ts": None if draw(st.integers(0, 20)) == 0 else ts,
+                "action": draw(st.sampled_from([1, 3, 65])),
+                "watch_ms": draw(st.integers(0, 3)),
+                "duration_ms": 9,
+                "date": DAYS[1 - d] if bad_date else DAYS[d],
+            }
+        )
+    dupes = draw(st.lists(st.sampled_from(rows), max_size=3)) if rows else []
+    return rows + [dict(r) for r in dupes]
+
+
+@st.composite
+def impressions(draw: Any) -> list[dict[str, Any]]:
+    rows = []
+    for k in range(draw(st.integers(0, 5))):
+        d = draw(st.integers(0, 1))
+        user = draw(st.sampled_from([1, 2, 3, 4]))  # user 4 never acts: no history
+        ts = draw(_ts(st.just(d)))
+        for pos in range(draw(st.integers(1, 4))):
+            row: dict[str, Any] = {
+                "request_id": f"r{k}",
+                "user_id": user,
+                "item_id": draw(st.sampled_from([10, 11, 12, 13])),
+                "author_id": 7,
+                "request_ts": ts,
+                "position": pos,
+                "duration_ms": 9,
+                "watch_ms": 1,
+                **{t: draw(st.integers(0, 1)) for t in TASKS},
+                "date": DAYS[d],
+            }
+            kind = draw(st.integers(0, 30))
+            if kind == 0:
+                row[draw(st.sampled_from(["request_id", "user_id", "item_id", "request_ts"]))] = None
+            elif kind == 1:
+                row["date"] = DAYS[1 - d]
+            elif kind == 2:
+                row[draw(st.sampled_from(TASKS))] = 2
+            elif kind == 3:
+                row["user_id"] = user + 1
+            elif kind == 4:
+                row["request_ts"] = ts + 1
+            rows.append(row)
+    dupes = draw(st.lists(st.sampled_from(rows), max_size=3)) if rows else []
+    return rows + [{**r, "position": r["position"] + draw(st.integers(0, 2))} for r in dupes]
+
+
+def _frame(spark: SparkSession, rows: list[dict[str, Any]], contract: Any) -> DataFrame:
+    return spark.createDataFrame([tuple(r[c] for c in contract.column_names) for r in rows], contract.spark_schema())
+
+
+def _merged(state: DataFrame, changed: DataFrame) -> DataFrame:
+    """What the job's MERGE on user_id leaves: changed rows replace, others stay."""
+    return state.join(changed.select("user_id"), "user_id", "left_anti").unionByName(changed)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_shuffle_partition(spark: SparkSession) -> Any:
+    """Tiny frames: one shuffle partition keeps each example to a few short Spark jobs."""
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "1")
+    yield
+    spark.conf.set("spark.sql.shuffle.partitions", before)
+
+
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(actions(), impressions())
+def test_pipelines_match_reference(spark: SparkSession, acts: list[dict[str, Any]], imps: list[dict[str, Any]]) -> None:
+    tagged_actions = with_action_reject_reason(_frame(spark, acts, USER_ACTIONS)).cache()
+    tagged_imps = with_impression_reject_reason(_frame(spark, imps, IMPRESSIONS)).cache()
+
+    # validity: same (row, reason) multiset as the reference
+    for rows, tagged, ref in (
+        (acts, tagged_actions, reference.action_reasons(acts)),
+        (imps, tagged_imps, reference.impression_reasons(imps)),
+    ):
+        cols = [c for c in tagged.columns if c != REJECT_REASON]
+        got = Counter((tuple(r[c] for c in cols), r[REJECT_REASON]) for r in tagged.collect())
+        want = Counter((tuple(r[c] for c in cols), why) for r, why in zip(rows, ref, strict=True))
+        assert got == want
+
+    valid_actions = valid_rows(tagged_actions)
+    state: DataFrame = spark.createDataFrame([], USER_HISTORY.spark_schema())
+    for day in DAYS:
+        day_actions = valid_actions.where(F.col("date") == day)
+        requests = requests_from_impressions(valid_rows(tagged_imps).where(F.col("date") == day))
+        samples = requests.transform(with_history_as_of_request(user_events_through_day(state, day_actions), L_MAX))
+        got_samples = {r["request_id"]: r.asDict() for r in samples.collect()}
+        assert got_samples == reference.request_samples(imps, acts, day, L_MAX)
+
+        # conservation: impressions read = targets written + impressions quarantined
+        quarantined = tagged_imps.where(F.col("date") == day).transform(to_quarantine("impressions")).count()
+        read = sum(1 for r in imps if r["date"] == day)
+        assert read == sum(s["num_targets"] for s in got_samples.values()) + quarantined
+
+        state = _merged(state, state.transform(merge_day_into_state(day_actions, day, STATE_LEN))).cache()
+        # the state holds each valid user's last STATE_LEN events through the end of `day`
+        valid = reference.valid_actions(acts)
+        end = _day_start(day) + DAY_MS
+        got_state = {r["user_id"]: (r["hist_ts"], r["hist_item_id"], r["hist_action"]) for r in state.collect()}
+        want_state = {
+            u: ([a["event_ts"] for a in h], [a["item_id"] for a in h], [a["action"] for a in h])
+            for u in {a["user_id"] for a in valid if a["date"] <= day}
+            if (h := reference.history(valid, u, end, STATE_LEN))
+        }
+        assert got_state == want_state
