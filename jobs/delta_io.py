@@ -20,9 +20,13 @@ def table_exists(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 
 
-def ensure_table(spark: SparkSession, contract: TableContract, path: str) -> None:
+def ensure_table(
+    spark: SparkSession, contract: TableContract, path: str, properties: dict[str, str] | None = None
+) -> None:
     """Creates the empty table with the contract's schema and partitioning, if absent."""
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(contract.spark_schema())
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
     if contract.partition_by:
         builder = builder.partitionedBy(*contract.partition_by)
     builder.execute()
@@ -52,29 +56,28 @@ def read_table(spark: SparkSession, contract: TableContract, path: str) -> DataF
     return spark.read.format("delta").load(path)
 
 
-def overwrite_partition(
-    df: DataFrame,
-    contract: TableContract,
-    path: str,
-    where: dict[str, str],
-    user_metadata: str | None = None,
-) -> None:
-    """Atomically replaces the rows matching `where` (partition values) with `df`.
-
-    One Delta commit: readers see the old partition or the new one, never a mix, and a rerun
-    replaces rather than appends (idempotent)."""
+def partition_predicate(contract: TableContract, where: dict[str, str]) -> str:
+    """SQL predicate `k = 'v' AND ...` over partition columns; rejects other columns."""
     unknown = [k for k in where if k not in contract.partition_by]
     if unknown:
         raise ContractError(f"table {contract.name}: {unknown} are not partition columns {contract.partition_by}")
-    predicate = " AND ".join(f"{k} = '{v}'" for k, v in sorted(where.items()))
+    return " AND ".join(f"{k} = '{v}'" for k, v in sorted(where.items()))
+
+
+def overwrite_where(
+    df: DataFrame,
+    contract: TableContract,
+    path: str,
+    predicate: str,
+    user_metadata: str | None = None,
+) -> None:
+    """Atomically replaces the rows matching `predicate` with `df`, in one Delta commit.
+
+    Readers see the old rows or the new ones, never a mix; a rerun replaces rather than appends
+    (idempotent); Delta rejects the write if `df` holds a row outside the predicate."""
     spark = df.sparkSession
     ensure_table(spark, contract, path)
-    writer = (
-        conform(df, contract)
-        .write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", predicate)
-    )
+    writer = conform(df, contract).write.format("delta").mode("overwrite").option("replaceWhere", predicate)
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
     if contract.partition_by:
@@ -83,8 +86,27 @@ def overwrite_partition(
     log.info("wrote %s where %s", contract.name, predicate)
 
 
+def overwrite_partition(
+    df: DataFrame,
+    contract: TableContract,
+    path: str,
+    where: dict[str, str],
+    user_metadata: str | None = None,
+) -> None:
+    """overwrite_where for one partition given as {column: value}."""
+    overwrite_where(df, contract, path, partition_predicate(contract, where), user_metadata)
+
+
 def latest_version(spark: SparkSession, path: str) -> int:
     row = DeltaTable.forPath(spark, path).history(1).select("version").first()
     if row is None:
         raise MissingTableError(f"Delta table at {path} has no commits")
     return int(row["version"])
+
+
+def last_commit_metrics(spark: SparkSession, path: str) -> dict[str, int]:
+    """Delta's operation metrics of the table's latest commit (rows written, updated, ...)."""
+    row = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
+    if row is None:
+        raise MissingTableError(f"Delta table at {path} has no commits")
+    return {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if str(v).isdigit()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from schemas import REQUEST_SAMPLES, USER_HISTORY
@@ -21,6 +21,10 @@ from .checks import require_columns
 from .user_history import append_events, sorted_events_by_user
 
 DEFAULT_L_MAX = 10_000
+# A user's requests are cut into slices of this many, each joined to its own copy of the user's
+# events, so a user with hundreds of requests and a 10k history spreads over many tasks instead of
+# stalling one. The copies cost far less than the output they parallelize.
+REQUESTS_PER_SLICE = 16
 _TARGETS = "_targets"
 REQUEST_COLUMNS = ("request_id", "user_id", "request_ts", "date")
 TARGET_ORDER = ("tgt_position", "tgt_item_id")  # targets are ordered by position, then item
@@ -61,17 +65,28 @@ def user_events_through_day(state_before: DataFrame, day_actions: DataFrame) -> 
     return base.join(new, "user_id", "full_outer").select("user_id", *append_events("b_", "n_", unbounded))
 
 
-def with_history_as_of_request(user_events: DataFrame, l_max: int = DEFAULT_L_MAX) -> Callable[[DataFrame], DataFrame]:
+def with_history_as_of_request(
+    user_events: DataFrame, l_max: int = DEFAULT_L_MAX, requests_per_slice: int = REQUESTS_PER_SLICE
+) -> Callable[[DataFrame], DataFrame]:
     """requests (grain: request) -> request_samples rows: each request gets the last `l_max`
     events of its user with event_ts < request_ts. Users without events get empty histories."""
-    if l_max < 1:
-        raise ValueError(f"l_max must be >= 1, got {l_max}")
+    if l_max < 1 or requests_per_slice < 1:
+        raise ValueError(f"l_max and requests_per_slice must be >= 1, got {l_max} and {requests_per_slice}")
 
     def transform(requests: DataFrame) -> DataFrame:
         require_columns(requests, [*REQUEST_COLUMNS, "num_targets"], "with_history_as_of_request")
         require_columns(user_events, ["user_id", "hist_len", "hist_ts"], "with_history_as_of_request (events)")
-        events = user_events.select("user_id", *[F.col(c).alias(f"u_{c}") for c in user_events.columns if c != "user_id"])
-        joined = requests.join(events, "user_id", "left")
+        by_user = Window.partitionBy("user_id").orderBy("request_ts", "request_id")
+        sliced_requests = requests.withColumn(
+            "_slice", F.floor((F.row_number().over(by_user) - 1) / requests_per_slice).cast("int")
+        )
+        slices = sliced_requests.groupBy("user_id").agg(F.max("_slice").alias("_last_slice"))
+        events = (
+            user_events.join(slices, "user_id")  # also drops users without requests
+            .withColumn("_slice", F.explode(F.sequence(F.lit(0), F.col("_last_slice"))))
+            .select("user_id", "_slice", *[F.col(c).alias(f"u_{c}") for c in user_events.columns if c != "user_id"])
+        )
+        joined = sliced_requests.join(events, ["user_id", "_slice"], "left")
         # hist_ts is sorted ascending: the events before request_ts are a prefix of length `cut`.
         ts = F.coalesce(F.col("u_hist_ts"), F.array().cast("array<long>"))
         cut = F.aggregate(ts, F.lit(0), lambda acc, t: acc + F.when(t < F.col("request_ts"), 1).otherwise(0))

@@ -54,8 +54,10 @@ _ARROW_SCALARS: dict[str, pa.DataType] = {
 
 def to_spark(dtype: DType) -> T.DataType:
     if dtype.element is not None:
-        # Array elements are never null in our tables: a null inside a history is a bug upstream.
-        return T.ArrayType(to_spark(dtype.element), containsNull=False)
+        # Elements are declared nullable because Spark cannot cast an array expression to
+        # non-null elements (MERGE and writes would fail); the pipelines never produce null
+        # elements, and the quality gate checks it.
+        return T.ArrayType(to_spark(dtype.element), containsNull=True)
     return _SPARK_SCALARS[dtype.name]
 
 

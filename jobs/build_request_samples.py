@@ -1,0 +1,155 @@
+"""Builds the `request_samples` partition of one day: one row per request, its point-in-time
+history (last L_max events with event_ts < request_ts) once, and its m targets with labels.
+
+Reads day D's impressions and user_actions and the user_history state as of D-1 (time travel),
+quarantines invalid impressions with their reason, writes the partition as one atomic,
+idempotent replacement, then checks conservation (impressions read = targets written +
+impressions quarantined) on what was written and rolls the table back if it fails.
+
+    spark-submit jobs/build_request_samples.py --warehouse warehouse --date 2026-01-05
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections import Counter
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+
+from jobs.cli import configure_logging, job_parser, previous_day, timed
+from jobs.delta_io import ensure_table, latest_version, overwrite_partition, read_table
+from jobs.history_state import StateOrderError, read_state, state_versions, version_as_of
+from jobs.spark_session import get_spark
+from pipelines.request_samples import (
+    DEFAULT_L_MAX,
+    clustered_by_user,
+    requests_from_impressions,
+    user_events_through_day,
+    with_history_as_of_request,
+)
+from pipelines.validity import (
+    REJECT_REASON,
+    to_quarantine,
+    valid_rows,
+    with_action_reject_reason,
+    with_impression_reject_reason,
+)
+from schemas import IMPRESSIONS, QUARANTINE, REQUEST_SAMPLES, USER_ACTIONS, USER_HISTORY
+
+log = logging.getLogger("build_request_samples")
+
+
+class ConservationError(RuntimeError):
+    """Targets written + impressions quarantined != impressions read."""
+
+
+@dataclass(frozen=True)
+class Args:
+    warehouse: str
+    date: str
+    l_max: int
+    allow_no_state: bool
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    p = job_parser("build_request_samples", __doc__)
+    p.add_argument("--l-max", type=int, default=DEFAULT_L_MAX, help="most recent events kept per history (default: %(default)s)")
+    p.add_argument(
+        "--allow-no-state",
+        action="store_true",
+        help="treat a missing user_history state for D-1 as empty (first day of a new system)",
+    )
+    ns = p.parse_args(argv)
+    if ns.l_max < 1:
+        p.error(f"--l-max must be >= 1, got {ns.l_max}")
+    return Args(ns.warehouse, ns.date, ns.l_max, ns.allow_no_state)
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    configure_logging()
+    args = parse_args(argv)
+    spark = get_spark()
+    state_path = USER_HISTORY.location(args.warehouse)
+    out_path = REQUEST_SAMPLES.location(args.warehouse)
+    with timed() as t:
+        state_version = version_as_of(spark, state_path, previous_day(args.date))
+        if state_version is None and not args.allow_no_state:
+            have = [v.as_of_date for v in state_versions(spark, state_path)]
+            raise StateOrderError(
+                f"no user_history state as of {previous_day(args.date)} in {state_path} (states: {have[-5:]}); "
+                f"run build_user_history --date {previous_day(args.date)} first, or pass --allow-no-state"
+            )
+        if state_version and state_version.state_len is not None and state_version.state_len < args.l_max:
+            raise ValueError(
+                f"--l-max {args.l_max} exceeds the state's {state_version.state_len} events per user; "
+                f"rebuild user_history with --state-len >= {args.l_max}"
+            )
+
+        impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(F.col("date") == args.date)
+        tagged = impressions.transform(with_impression_reject_reason).persist(StorageLevel.MEMORY_AND_DISK)
+        reasons = Counter({r[REJECT_REASON]: int(r["count"]) for r in tagged.groupBy(REJECT_REASON).count().collect()})
+        if not reasons:
+            raise FileNotFoundError(f"no impressions for date {args.date} under {args.warehouse}: the input partition is missing or empty")
+        day_actions = valid_rows(
+            read_table(spark, USER_ACTIONS, USER_ACTIONS.location(args.warehouse))
+            .where(F.col("date") == args.date)
+            .transform(with_action_reject_reason)
+        )
+        state = read_state(spark, state_path, state_version)
+        samples = (
+            requests_from_impressions(valid_rows(tagged))
+            .transform(with_history_as_of_request(user_events_through_day(state, day_actions), args.l_max))
+            .transform(clustered_by_user)
+        )
+        overwrite_partition(
+            tagged.transform(to_quarantine("impressions")),
+            QUARANTINE,
+            QUARANTINE.location(args.warehouse),
+            {"source_table": "impressions", "date": args.date},
+        )
+        ensure_table(spark, REQUEST_SAMPLES, out_path)
+        before = latest_version(spark, out_path)
+        meta = json.dumps({"date": args.date, "l_max": args.l_max, "state_version": state_version.version if state_version else None})
+        overwrite_partition(samples, REQUEST_SAMPLES, out_path, {"date": args.date}, user_metadata=meta)
+        written = (
+            spark.read.format("delta").load(out_path).where(F.col("date") == args.date)
+            .agg(F.count("*").alias("requests"), F.sum("num_targets").alias("targets"), F.sum("hist_len").alias("hist"),
+                 F.max("hist_len").alias("max_hist"))
+            .first()
+        )
+        tagged.unpersist()
+        if written is None:
+            raise RuntimeError(f"request_samples at {out_path}: aggregate over date {args.date} returned nothing")
+        requests, targets = int(written["requests"]), int(written["targets"] or 0)
+        read = sum(reasons.values())
+        quarantined = read - reasons.get(None, 0)
+        if read != targets + quarantined:
+            DeltaTable.forPath(spark, out_path).restoreToVersion(before)
+            raise ConservationError(
+                f"date {args.date}: impressions read {read} != targets written {targets} + quarantined {quarantined}; "
+                f"request_samples restored to version {before}"
+            )
+    reasons.pop(None, None)
+    summary = {
+        "date": args.date,
+        "impressions_read": read,
+        "requests": requests,
+        "targets": targets,
+        "quarantined": dict(sorted((str(k), v) for k, v in reasons.items())),
+        "history_elements": int(written["hist"] or 0),
+        "max_hist_len": int(written["max_hist"] or 0),
+        "state_version": state_version.version if state_version else None,
+        "version": latest_version(spark, out_path),
+        "seconds": round(t["seconds"], 1),
+    }
+    log.info("build_request_samples: %s", json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

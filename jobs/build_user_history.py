@@ -1,0 +1,160 @@
+"""Extends the `user_history` state (each user's last N events as sorted arrays) by one day.
+
+Reads the state as of D-1 (a Delta version, found from the commit log) and day D's user_actions,
+quarantines day D's invalid actions, and MERGEs the changed users' rows: a day costs what its
+events cost, not what the whole log costs. Re-running a day recomputes it from D-1 and gives the
+same state. Days are built in order; the first run (no state yet) bootstraps from every action
+up to D.
+
+    spark-submit jobs/build_user_history.py --warehouse warehouse --date 2026-01-05
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections import Counter
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.cli import configure_logging, job_parser, previous_day, timed
+from jobs.delta_io import (
+    ensure_table,
+    last_commit_metrics,
+    overwrite_where,
+    partition_predicate,
+    read_table,
+)
+from jobs.history_state import (
+    StateOrderError,
+    StateVersion,
+    read_state,
+    state_metadata,
+    state_versions,
+    version_as_of,
+)
+from jobs.spark_session import get_spark
+from pipelines.request_samples import DEFAULT_L_MAX
+from pipelines.user_history import merge_day_into_state
+from pipelines.validity import REJECT_REASON, to_quarantine, valid_rows, with_action_reject_reason
+from schemas import QUARANTINE, USER_ACTIONS, USER_HISTORY
+
+log = logging.getLogger("build_user_history")
+
+# Deletion vectors let the daily MERGE mark changed rows instead of rewriting whole files.
+STATE_PROPERTIES = {"delta.enableDeletionVectors": "true"}
+
+
+@dataclass(frozen=True)
+class Args:
+    warehouse: str
+    date: str
+    state_len: int
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    p = job_parser("build_user_history", __doc__)
+    p.add_argument(
+        "--state-len", type=int, default=DEFAULT_L_MAX, help="events kept per user, >= the samples' L_max (default: %(default)s)"
+    )
+    ns = p.parse_args(argv)
+    if ns.state_len < 1:
+        p.error(f"--state-len must be >= 1, got {ns.state_len}")
+    return Args(ns.warehouse, ns.date, ns.state_len)
+
+
+@dataclass(frozen=True)
+class Plan:
+    bootstrap: bool  # no state for D-1: rebuild from every action up to D
+    base: StateVersion | None  # the state as of D-1
+
+
+def plan_day(spark: SparkSession, path: str, date: str) -> Plan:
+    versions = state_versions(spark, path)
+    if versions and versions[-1].as_of_date > date:
+        raise StateOrderError(
+            f"user_history is as of {versions[-1].as_of_date}, after {date}: rebuilding {date} alone would "
+            f"mix days. Restore the state to the version of {previous_day(date)} (RESTORE TABLE delta.`{path}` "
+            f"TO VERSION AS OF n) and rebuild the days from {date} in order."
+        )
+    base = version_as_of(spark, path, previous_day(date))
+    if base is not None:
+        return Plan(bootstrap=False, base=base)
+    if versions and versions[-1].as_of_date != date:
+        raise StateOrderError(
+            f"user_history is as of {versions[-1].as_of_date} and has no state for {previous_day(date)}: "
+            f"build the days in between first"
+        )
+    return Plan(bootstrap=True, base=None)
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    configure_logging()
+    args = parse_args(argv)
+    spark = get_spark()
+    actions_path = USER_ACTIONS.location(args.warehouse)
+    state_path = USER_HISTORY.location(args.warehouse)
+    with timed() as t:
+        plan = plan_day(spark, state_path, args.date)
+        actions = read_table(spark, USER_ACTIONS, actions_path)
+        day_filter = F.col("date") <= args.date if plan.bootstrap else F.col("date") == args.date
+        tagged = actions.where(day_filter).transform(with_action_reject_reason).persist(StorageLevel.MEMORY_AND_DISK)
+        reasons = Counter({r[REJECT_REASON]: int(r["count"]) for r in tagged.groupBy(REJECT_REASON).count().collect()})
+        if not reasons:
+            raise FileNotFoundError(
+                f"no user_actions for date {args.date} in {actions_path}: the input partition is missing or empty"
+            )
+        where = partition_predicate(QUARANTINE, {"source_table": "user_actions"})
+        where += f" AND date <= '{args.date}'" if plan.bootstrap else f" AND date = '{args.date}'"
+        overwrite_where(tagged.transform(to_quarantine("user_actions")), QUARANTINE, QUARANTINE.location(args.warehouse), where)
+
+        base = read_state(spark, state_path, plan.base)
+        changed = base.transform(merge_day_into_state(valid_rows(tagged), args.date, args.state_len))
+        meta = state_metadata(args.date, state_len=args.state_len, bootstrap=plan.bootstrap)
+        write_state(spark, changed, state_path, meta, replace_all=plan.bootstrap)
+        metrics = last_commit_metrics(spark, state_path)
+        tagged.unpersist()
+    summary = {
+        "date": args.date,
+        "bootstrap": plan.bootstrap,
+        "actions_read": sum(reasons.values()),
+        "actions_valid": reasons.pop(None, 0),
+        "quarantined": dict(sorted((str(k), v) for k, v in reasons.items())),
+        "users_updated": metrics.get("numTargetRowsUpdated", 0) + metrics.get("numTargetRowsInserted", 0)
+        if not plan.bootstrap
+        else metrics.get("numOutputRows", 0),
+        "seconds": round(t["seconds"], 1),
+    }
+    log.info("build_user_history: %s", json.dumps(summary))
+    return summary
+
+
+def write_state(spark: SparkSession, changed: DataFrame, path: str, user_metadata: str, replace_all: bool) -> None:
+    """MERGE the changed users' rows (or replace the table on bootstrap), recording the day."""
+    if replace_all:
+        ensure_table(spark, USER_HISTORY, path, STATE_PROPERTIES)
+        overwrite_where(changed, USER_HISTORY, path, "true", user_metadata)
+        return
+    ensure_table(spark, USER_HISTORY, path, STATE_PROPERTIES)
+    key = "spark.databricks.delta.commitInfo.userMetadata"
+    spark.conf.set(key, user_metadata)
+    try:
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("s")
+            .merge(changed.alias("c"), "s.user_id = c.user_id")
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    finally:
+        spark.conf.unset(key)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
