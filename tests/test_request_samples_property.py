@@ -18,7 +18,11 @@ from hypothesis import strategies as st
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.request_samples import requests_from_impressions, user_events_through_day, with_history_as_of_request
+from pipelines.request_samples import (
+    requests_from_impressions,
+    user_events_through_day,
+    with_history_as_of_request,
+)
 from pipelines.user_history import merge_day_into_state
 from pipelines.validity import (
     REJECT_REASON,
