@@ -14,8 +14,10 @@ export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
 .PHONY: demo test setup setup-airflow lint typecheck pytest airflow-test clean
 
+SCALE ?= default
+
 demo: setup
-	$(PY) -m jobs.demo $(DEMO_ARGS)
+	$(PY) -m jobs.demo --scale $(SCALE) $(DEMO_ARGS)
 
 test: setup setup-airflow lint typecheck pytest airflow-test
 

@@ -37,14 +37,14 @@ def _unzip(events: Column) -> list[Column]:
     return [F.transform(events, _getter(src)).alias(name) for name, src in HISTORY_SOURCE.items()]
 
 
-def sorted_events_by_user(actions: DataFrame) -> DataFrame:
-    """Valid actions (one row per event) -> one row per user with `hist_*` arrays sorted in event
-    order and `hist_len`. Grain: user_id."""
-    require_columns(actions, ["user_id", *HISTORY_SOURCE.values()], "sorted_events_by_user")
+def sorted_events_by_user(actions: DataFrame, key: str = "user_id") -> DataFrame:
+    """Valid actions (one row per event) -> one row per `key` (the user, by default) with
+    `hist_*` arrays sorted in event order and `hist_len`. Grain: key."""
+    require_columns(actions, [key, *HISTORY_SOURCE.values()], "sorted_events_by_user")
     return (
-        actions.groupBy("user_id")
+        actions.groupBy(key)
         .agg(F.array_sort(F.collect_list(_event_struct())).alias(_EVENTS))
-        .select("user_id", F.size(_EVENTS).cast("int").alias("hist_len"), *_unzip(F.col(_EVENTS)))
+        .select(key, F.size(_EVENTS).cast("int").alias("hist_len"), *_unzip(F.col(_EVENTS)))
     )
 
 
