@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from delta.tables import DeltaTable
@@ -62,6 +63,13 @@ def partition_predicate(contract: TableContract, where: dict[str, str]) -> str:
     if unknown:
         raise ContractError(f"table {contract.name}: {unknown} are not partition columns {contract.partition_by}")
     return " AND ".join(f"{k} = '{v}'" for k, v in sorted(where.items()))
+
+
+def date_range_predicate(first: str, last: str) -> str:
+    """SQL predicate first <= date <= last (YYYY-MM-DD, inclusive); rejects an empty range."""
+    if dt.date.fromisoformat(first) > dt.date.fromisoformat(last):
+        raise ValueError(f"date range is empty: first {first} > last {last}")
+    return f"date >= '{first}' AND date <= '{last}'"
 
 
 def overwrite_where(
