@@ -31,8 +31,8 @@ from benchmarks.common import write_result
 from jobs import build_impression_samples, build_request_samples, build_user_history, generate_logs
 from jobs.cli import configure_logging, previous_day
 from jobs.history_state import read_state, version_as_of
-from jobs.spark_session import get_spark
-from loader.snapshot import resolve_snapshot
+from jobs.spark_session import PARQUET_CODEC_CONF, get_spark
+from loader.snapshot import DataFile, Snapshot, resolve_snapshot
 from loader.storage import bytes_of, column_bytes
 from pipelines.request_samples import (
     requests_from_impressions,
@@ -66,6 +66,17 @@ def naive_samples(requests: DataFrame, actions: DataFrame, l_max: int) -> DataFr
     recent = Window.partitionBy("request_id").orderBy(*[F.col(c).desc() for c in EVENT_ORDER])
     kept = exploded.withColumn("_rank", F.row_number().over(recent)).where(F.col("_rank") <= l_max)
     return requests.join(sorted_events_by_user(kept, key="request_id"), "request_id", "left")
+
+
+def shuffled_flat_history_bytes(spark: SparkSession, wh: str) -> int:
+    """History bytes of the flat layout in the order a point-wise trainer reads it (shuffled
+    impressions). As written by build_impression_samples, a request's m copies sit side by side
+    and the codec folds most of them away; shuffled, each copy costs its full size."""
+    out = Path(wh) / "impression_samples_shuffled"
+    flat = spark.read.format("delta").load(IMPRESSION_SAMPLES.location(wh))
+    flat.orderBy(F.xxhash64("request_id", "item_id")).write.mode("overwrite").parquet(str(out))
+    files = tuple(DataFile(str(f), f.stat().st_size, None, {}) for f in sorted(out.glob("*.parquet")))
+    return bytes_of(column_bytes(Snapshot(str(out), 0, files)), [c.name for c in HISTORY_COLUMNS])
 
 
 def timed_noop(df: DataFrame) -> float:
@@ -104,11 +115,15 @@ def main(argv: list[str] | None = None) -> Path:
     imp = resolve_snapshot(IMPRESSION_SAMPLES.location(wh))
     req_bytes, imp_bytes = bytes_of(column_bytes(req), hist_cols), bytes_of(column_bytes(imp), hist_cols)
     mean_m = (imp.num_records or 0) / max(req.num_records or 1, 1)
+    shuffled_bytes = shuffled_flat_history_bytes(spark, wh)
     storage = {
+        "codec": spark.conf.get(PARQUET_CODEC_CONF),
         "request_level_history_bytes": req_bytes,
         "impression_level_history_bytes": imp_bytes,
+        "impression_level_shuffled_history_bytes": shuffled_bytes,
         "mean_targets": round(mean_m, 3),
         "ratio_to_impression_level_per_target": round(req_bytes / (imp_bytes / mean_m), 4),
+        "ratio_to_shuffled_impression_level_per_target": round(req_bytes / (shuffled_bytes / mean_m), 4),
         "target_ratio_at_most": 1.15,
     }
 

@@ -85,7 +85,12 @@ def overwrite_where(
     (idempotent); Delta rejects the write if `df` holds a row outside the predicate."""
     spark = df.sparkSession
     ensure_table(spark, contract, path)
-    writer = conform(df, contract).write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    writer = (
+        conform(df, contract)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", predicate)
+    )
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
     if contract.partition_by:
