@@ -9,6 +9,7 @@ if compgen -G "$dest/delta-spark_2.13-*.jar" >/dev/null && compgen -G "$dest/del
   exit 0
 fi
 command -v mvn >/dev/null || { echo "fetch_delta_jars: Maven (mvn) is needed once to fetch the Delta jars; install it (apt-get install maven)" >&2; exit 1; }
-mvn -q -B -f "$here/delta-jars-pom.xml" dependency:copy-dependencies \
-  -DoutputDirectory="$dest" -DincludeArtifactIds=delta-spark_2.13,delta-storage
+mvn -q -B -Dstyle.color=never -f "$here/delta-jars-pom.xml" dependency:copy-dependencies \
+  -DoutputDirectory="$dest" -DincludeArtifactIds=delta-spark_2.13,delta-storage 2>&1 \
+  | sed 's/\x1b\[[0-9;]*m//g'  # Maven 3.8 prints colour codes even in batch mode
 ls "$dest"/delta-*.jar
