@@ -27,7 +27,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 from jobs import build_impression_samples, build_request_samples, build_user_history, generate_logs
 from jobs.cli import configure_logging, previous_day
 from jobs.history_state import read_state, version_as_of
@@ -56,7 +56,11 @@ class Size:
     max_events: int
 
 
-SIZES = {"quick": Size(num_users=300, history_days=10, max_events=14_000), "full": Size(num_users=1_500, history_days=20, max_events=15_000)}
+SIZES = {
+    "quick": Size(num_users=300, history_days=10, max_events=14_000),
+    "full": Size(num_users=1_500, history_days=20, max_events=15_000),
+    "large": Size(num_users=5_000, history_days=20, max_events=15_000),
+}
 
 
 def naive_samples(requests: DataFrame, actions: DataFrame, l_max: int) -> DataFrame:
@@ -91,15 +95,17 @@ def best_of(repeats: int, fn: Callable[[], float]) -> float:
 
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="benchmarks.build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small data: a few minutes on 2 cores")
+    p.add_argument("--quick", action="store_true", help="small data: a few minutes on 2 cores (same as --size quick)")
+    p.add_argument("--size", choices=sorted(SIZES), default="full", help="data size (default: %(default)s)")
     p.add_argument("--workdir", default=".cache/bench-build", help="scratch warehouse (deleted first)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1, help="timed runs per measurement; the best is kept")
     p.add_argument("--skip-naive-10k", action="store_true", help="skip the naive formulation at L_max=10k (slow)")
-    p.add_argument("--out", type=Path, default=None, help="result file (default: benchmarks/results/build.json)")
+    p.add_argument("--out", type=Path, default=None, help="result file (default: results/build.json, build-<size>.json)")
     args = p.parse_args(argv)
     configure_logging()
-    size = SIZES["quick" if args.quick else "full"]
+    size_name = "quick" if args.quick else args.size
+    size = SIZES[size_name]
     wh = str(Path(args.workdir).resolve())
     shutil.rmtree(wh, ignore_errors=True)
     spark = get_spark()
@@ -146,14 +152,15 @@ def main(argv: list[str] | None = None) -> Path:
 
     eps = [t["elements_per_second"] for t in timings.values()]
     result = {
-        "size": "quick" if args.quick else "full",
+        "size": size_name,
         "config": asdict(size),
         "job": job,
         "storage": storage,
         "timings_by_l_max": timings,
         "linearity_elements_per_second_min_over_max": round(min(eps) / max(eps), 3),
     }
-    path = write_result("build", result, args.out)
+    # build.json is the --quick reference the README cites; other sizes get their own file.
+    path = write_result("build", result, args.out or (None if size_name == "quick" else RESULTS / f"build-{size_name}.json"))
     log.info("wrote %s", path)
     return path
 

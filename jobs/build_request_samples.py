@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections import Counter
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -22,6 +21,7 @@ from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from jobs.cli import configure_logging, job_parser, previous_day, timed
+from jobs.counts import reason_counts
 from jobs.delta_io import ensure_table, latest_version, overwrite_partition, read_table
 from jobs.history_state import StateOrderError, read_state, state_versions, version_as_of
 from jobs.spark_session import get_spark
@@ -33,7 +33,6 @@ from pipelines.request_samples import (
     with_history_as_of_request,
 )
 from pipelines.validity import (
-    REJECT_REASON,
     to_quarantine,
     valid_rows,
     with_action_reject_reason,
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
         impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(F.col("date") == args.date)
         tagged = impressions.transform(with_impression_reject_reason).persist(StorageLevel.MEMORY_AND_DISK)
-        reasons = Counter({r[REJECT_REASON]: int(r["count"]) for r in tagged.groupBy(REJECT_REASON).count().collect()})
+        reasons = reason_counts(tagged)
         if not reasons:
             raise FileNotFoundError(f"no impressions for date {args.date} under {args.warehouse}: the input partition is missing or empty")
         day_actions = valid_rows(

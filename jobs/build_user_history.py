@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections import Counter
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
@@ -23,6 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cli import configure_logging, job_parser, previous_day, timed
+from jobs.counts import reason_counts
 from jobs.delta_io import (
     ensure_table,
     last_commit_metrics,
@@ -41,7 +41,7 @@ from jobs.history_state import (
 from jobs.spark_session import get_spark
 from pipelines.request_samples import DEFAULT_L_MAX
 from pipelines.user_history import merge_day_into_state
-from pipelines.validity import REJECT_REASON, to_quarantine, valid_rows, with_action_reject_reason
+from pipelines.validity import to_quarantine, valid_rows, with_action_reject_reason
 from schemas import QUARANTINE, USER_ACTIONS, USER_HISTORY
 
 log = logging.getLogger("build_user_history")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         actions = read_table(spark, USER_ACTIONS, actions_path)
         day_filter = F.col("date") <= args.date if plan.bootstrap else F.col("date") == args.date
         tagged = actions.where(day_filter).transform(with_action_reject_reason).persist(StorageLevel.MEMORY_AND_DISK)
-        reasons = Counter({r[REJECT_REASON]: int(r["count"]) for r in tagged.groupBy(REJECT_REASON).count().collect()})
+        reasons = reason_counts(tagged)
         if not reasons:
             raise FileNotFoundError(
                 f"no user_actions for date {args.date} in {actions_path}: the input partition is missing or empty"
@@ -136,11 +136,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
 def write_state(spark: SparkSession, changed: DataFrame, path: str, user_metadata: str, replace_all: bool) -> None:
     """MERGE the changed users' rows (or replace the table on bootstrap), recording the day."""
-    if replace_all:
-        ensure_table(spark, USER_HISTORY, path, STATE_PROPERTIES)
-        overwrite_where(changed, USER_HISTORY, path, "true", user_metadata)
-        return
     ensure_table(spark, USER_HISTORY, path, STATE_PROPERTIES)
+    if replace_all:
+        overwrite_where(changed, USER_HISTORY, path, None, user_metadata)
+        return
     key = "spark.databricks.delta.commitInfo.userMetadata"
     spark.conf.set(key, user_metadata)
     try:

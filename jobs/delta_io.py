@@ -76,27 +76,24 @@ def overwrite_where(
     df: DataFrame,
     contract: TableContract,
     path: str,
-    predicate: str,
+    predicate: str | None,
     user_metadata: str | None = None,
 ) -> None:
     """Atomically replaces the rows matching `predicate` with `df`, in one Delta commit.
 
     Readers see the old rows or the new ones, never a mix; a rerun replaces rather than appends
-    (idempotent); Delta rejects the write if `df` holds a row outside the predicate."""
+    (idempotent); Delta rejects the write if `df` holds a row outside the predicate. With no
+    predicate the whole table is replaced and its schema reset to the contract's."""
     spark = df.sparkSession
     ensure_table(spark, contract, path)
-    writer = (
-        conform(df, contract)
-        .write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", predicate)
-    )
+    writer = conform(df, contract).write.format("delta").mode("overwrite")
+    writer = writer.option("replaceWhere", predicate) if predicate else writer.option("overwriteSchema", "true")
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
     if contract.partition_by:
         writer = writer.partitionBy(*contract.partition_by)
     writer.save(path)
-    log.info("wrote %s where %s", contract.name, predicate)
+    log.info("wrote %s where %s", contract.name, predicate or "true (whole table)")
 
 
 def overwrite_partition(

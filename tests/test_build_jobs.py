@@ -64,7 +64,7 @@ def logs(spark: SparkSession, warehouse: str) -> tuple[list[dict[str, Any]], lis
     actions, impressions = _logs()
     for rows, contract in ((actions, USER_ACTIONS), (impressions, IMPRESSIONS)):
         df = spark.createDataFrame([tuple(r[c] for c in contract.column_names) for r in rows], contract.spark_schema())
-        overwrite_where(df, contract, contract.location(warehouse), "true")
+        overwrite_where(df, contract, contract.location(warehouse), None)
     return actions, impressions
 
 
