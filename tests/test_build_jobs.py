@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from jobs import build_impression_samples, build_request_samples, build_user_history
 from jobs.delta_io import MissingTableError, overwrite_where
@@ -147,3 +148,22 @@ def test_bad_date_argument_is_rejected(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         build_request_samples.parse_args(["--date", "02/01/2026"])
     assert "expected a date as YYYY-MM-DD, got '02/01/2026'" in capsys.readouterr().err
+
+
+def test_bootstrap_resets_a_state_table_with_an_older_schema(spark: SparkSession, warehouse: str, logs: Any) -> None:
+    """A state table left by an older contract (non-null array elements) must not break the
+    daily MERGE: the bootstrap replaces the table with the contract's schema."""
+    path = USER_HISTORY.location(warehouse)
+    legacy = T.StructType(
+        [
+            T.StructField(f.name, T.ArrayType(f.dataType.elementType, containsNull=False), f.nullable)
+            if isinstance(f.dataType, T.ArrayType)
+            else f
+            for f in USER_HISTORY.spark_schema().fields
+        ]
+    )
+    spark.createDataFrame([], legacy).write.format("delta").save(path)
+    common = ["--warehouse", warehouse, "--state-len", str(STATE_LEN)]
+    build_user_history.main([*common, "--date", DAYS[0]])
+    build_user_history.main([*common, "--date", DAYS[1]])
+    assert spark.read.format("delta").load(path).schema == USER_HISTORY.spark_schema()
