@@ -166,4 +166,6 @@ def test_bootstrap_resets_a_state_table_with_an_older_schema(spark: SparkSession
     common = ["--warehouse", warehouse, "--state-len", str(STATE_LEN)]
     build_user_history.main([*common, "--date", DAYS[0]])
     build_user_history.main([*common, "--date", DAYS[1]])
-    assert spark.read.format("delta").load(path).schema == USER_HISTORY.spark_schema()
+    got = spark.read.format("delta").load(path).schema
+    assert [(f.name, f.dataType) for f in got] == [(f.name, f.dataType) for f in USER_HISTORY.spark_schema()]
+    assert {v.as_of_date for v in state_versions(spark, path)} == {DAYS[0], DAYS[1]}
