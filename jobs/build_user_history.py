@@ -33,10 +33,10 @@ from jobs.delta_io import (
 from jobs.history_state import (
     StateOrderError,
     StateVersion,
+    find_as_of,
     read_state,
     state_metadata,
     state_versions,
-    version_as_of,
 )
 from jobs.spark_session import get_spark
 from pipelines.request_samples import DEFAULT_L_MAX
@@ -82,7 +82,7 @@ def plan_day(spark: SparkSession, path: str, date: str) -> Plan:
             f"mix days. Restore the state to the version of {previous_day(date)} (RESTORE TABLE delta.`{path}` "
             f"TO VERSION AS OF n) and rebuild the days from {date} in order."
         )
-    base = version_as_of(spark, path, previous_day(date))
+    base = find_as_of(versions, previous_day(date))  # same log read, not a second one
     if base is not None:
         return Plan(bootstrap=False, base=base)
     if versions and versions[-1].as_of_date != date:

@@ -49,10 +49,15 @@ def state_versions(spark: SparkSession, path: str) -> list[StateVersion]:
     return out
 
 
+def find_as_of(versions: list[StateVersion], date: str) -> StateVersion | None:
+    """The latest of `versions` whose state is as of the end of `date`, if any."""
+    matches = [v for v in versions if v.as_of_date == date]
+    return matches[-1] if matches else None
+
+
 def version_as_of(spark: SparkSession, path: str, date: str) -> StateVersion | None:
     """The latest version whose state is as of the end of `date`, if any."""
-    matches = [v for v in state_versions(spark, path) if v.as_of_date == date]
-    return matches[-1] if matches else None
+    return find_as_of(state_versions(spark, path), date)
 
 
 def read_state(spark: SparkSession, path: str, version: StateVersion | None) -> DataFrame:
