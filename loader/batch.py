@@ -8,6 +8,7 @@ values + offsets, for kernels that take ragged input without padding."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 
@@ -69,11 +70,12 @@ class RequestBatch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RequestBatch:
         """A copy on `device`; with pinned host memory and non_blocking=True the copy is async."""
-        moved = {k: v.to(device, non_blocking=non_blocking) for k, v in self.tensors().items()}
+        moved: dict[str, Any] = {k: v.to(device, non_blocking=non_blocking) for k, v in self.tensors().items()}
         return replace(self, **moved)
 
     def pin_memory(self) -> RequestBatch:
-        return replace(self, **{k: v.pin_memory() for k, v in self.tensors().items()})
+        pinned: dict[str, Any] = {k: v.pin_memory() for k, v in self.tensors().items()}
+        return replace(self, **pinned)
 
     def packed_history(self) -> PackedHistory:
         """The history fields as values + offsets (no padding)."""
