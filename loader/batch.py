@@ -77,6 +77,22 @@ class RequestBatch:
         pinned: dict[str, Any] = {k: v.pin_memory() for k, v in self.tensors().items()}
         return replace(self, **pinned)
 
+    def with_history_suffix(self, lengths: torch.Tensor | int) -> RequestBatch:
+        """Keep the most recent min(hist_len, lengths) events of each row (a suffix), re-padded.
+
+        Used for length-extrapolative training (sampled lengths per request) and for evaluating
+        at a fixed inference length. L shrinks to the new maximum."""
+        keep = torch.minimum(self.hist_len, torch.as_tensor(lengths, device=self.hist_len.device))  # (B,)
+        new_l = int(keep.max()) if self.size else 0
+        start = self.hist_len - keep  # (B,) first kept event
+        pos = torch.arange(new_l, device=keep.device)[None, :]  # (1, L')
+        idx = (start[:, None] + pos).clamp(max=max(self.hist_item_id.shape[1] - 1, 0))  # (B, L')
+        valid = pos < keep[:, None]  # (B, L')
+        cut: dict[str, Any] = {
+            name: torch.where(valid, getattr(self, name).gather(1, idx), 0) for name in HISTORY_FIELDS
+        }
+        return replace(self, hist_len=keep, **cut)
+
     def packed_history(self) -> PackedHistory:
         """The history fields as values + offsets (no padding)."""
         mask = self.hist_mask
