@@ -6,7 +6,7 @@ from .contract import Column, ContractError, DType, TableContract
 from .impression_samples import IMPRESSION_SAMPLES
 from .impressions import IMPRESSIONS
 from .quarantine import QUARANTINE
-from .request_samples import REQUEST_SAMPLES
+from .request_samples import REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING
 from .user_actions import USER_ACTIONS
 from .user_history import USER_HISTORY
 from .user_summaries import USER_SUMMARIES
@@ -18,6 +18,7 @@ ALL_TABLES: dict[str, TableContract] = {
         USER_ACTIONS,
         USER_HISTORY,
         REQUEST_SAMPLES,
+        REQUEST_SAMPLES_STAGING,
         IMPRESSION_SAMPLES,
         QUARANTINE,
         USER_SUMMARIES,
@@ -33,6 +34,7 @@ __all__ = [
     "IMPRESSION_SAMPLES",
     "QUARANTINE",
     "REQUEST_SAMPLES",
+    "REQUEST_SAMPLES_STAGING",
     "USER_ACTIONS",
     "USER_HISTORY",
     "USER_SUMMARIES",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from .contract import INT, LONG, STRING, Column, TableContract, array_of
 from .fields import DATE, HIST_LEN, HISTORY_COLUMNS, LABEL_COLUMN_NAMES
 
@@ -41,4 +43,14 @@ REQUEST_SAMPLES = TableContract(
     partition_by=("date",),
     keys=("request_id",),
     cluster_by=("user_id", "request_ts"),
+)
+
+# The daily build writes here; the quality gate (jobs/validate.py) validates a partition here and
+# jobs/publish.py copies it into `request_samples` only if the gate passed for exactly that staging
+# version. Same columns as REQUEST_SAMPLES by construction (never a second column list); training
+# never reads this table.
+REQUEST_SAMPLES_STAGING = dataclasses.replace(
+    REQUEST_SAMPLES,
+    name="request_samples_staging",
+    doc="Unpublished request_samples partitions awaiting the quality gate (jobs/validate.py, jobs/publish.py).",
 )
