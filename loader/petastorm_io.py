@@ -1,0 +1,178 @@
+"""Petastorm underneath: its Reader schedules row groups (seeded shuffle, shard selection) over
+a worker pool; this module adapts it to hand back raw Arrow row groups.
+
+Two changes to petastorm 0.13.1's batch reader, both through its public extension points
+(`Reader(worker_class=..., reader_pool=...)`):
+
+* `ArrowRowGroupWorker` publishes each row group as a pyarrow Table and skips petastorm's
+  numpy conversion, which `np.vstack`s list columns and so refuses ragged histories; the
+  collate in `loader/collate.py` pads them to the batch maximum instead. Worker errors are
+  re-raised with the file and row group.
+* `OrderedThreadPool` fixes an end-of-epoch race in `ThreadPool.get_results`: it checks "all
+  workers done" before "ventilator completed", so when the ventilator hands out the last row
+  group between the two checks the epoch ends early without an error (seen as about one short
+  epoch in three on a multi-file table). Checking "completed" first closes it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.parquet as pq
+from petastorm.arrow_reader_worker import ArrowReaderWorker
+from petastorm.cache import NullCache
+from petastorm.etl import dataset_metadata
+from petastorm.fs_utils import get_filesystem_and_path_or_paths
+from petastorm.reader import Reader, normalize_dataset_url_or_urls
+from petastorm.workers_pool import EmptyResultError
+from petastorm.workers_pool.dummy_pool import DummyPool
+from petastorm.workers_pool.thread_pool import ThreadPool
+
+from .errors import DataFileError
+
+# petastorm 0.13.1 drives pyarrow's legacy ParquetDataset API (pinned with it, DESIGN.md §6) and
+# warns on every call; the warnings say nothing actionable to our users.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"loader\.petastorm_io$")
+
+POOLS = ("thread", "dummy")
+SOURCE_KEY = b"rlb.source"  # schema metadata key naming a published row group's file
+
+
+class _RawArrowQueueReader:
+    """Hands the worker's Arrow table through unchanged (petastorm would vstack list columns)."""
+
+    @property
+    def batched_output(self) -> bool:
+        return True
+
+    def read_next(self, workers_pool: Any, schema: Any, ngram: Any) -> Any:
+        try:
+            return workers_pool.get_results()
+        except EmptyResultError:
+            raise StopIteration from None
+
+
+class ArrowRowGroupWorker(ArrowReaderWorker):
+    """Reads one row group per task and publishes it as a pyarrow Table."""
+
+    @staticmethod
+    def new_results_queue_reader() -> _RawArrowQueueReader:
+        return _RawArrowQueueReader()
+
+    def _load_rows(self, pq_file: Any, piece: Any, shuffle_row_drop_range: Any) -> Any:
+        table = super()._load_rows(pq_file, piece, shuffle_row_drop_range)
+        # Name the source in the table itself so later errors can say which file a row came from.
+        return table.replace_schema_metadata({SOURCE_KEY: f"{piece.path} (row group {piece.row_group})"})
+
+    def process(self, piece_index: int, worker_predicate: Any, shuffle_row_drop_partition: Any) -> None:
+        try:
+            super().process(piece_index, worker_predicate, shuffle_row_drop_partition)
+        except Exception as e:
+            piece = self._split_pieces[piece_index]
+            raise DataFileError(
+                f"reading row group {piece.row_group} of {piece.path} failed: {type(e).__name__}: {e}; "
+                "the file may be corrupt or removed (VACUUM) since the snapshot was resolved"
+            ) from e
+
+
+class OrderedThreadPool(ThreadPool):
+    """petastorm's ThreadPool with the end-of-epoch check in a race-free order (module doc)."""
+
+    _get_results_worker_id: int
+
+    def get_results(self) -> Any:
+        while True:
+            ventilation_done = not self._ventilator or self._ventilator.completed()
+            if ventilation_done and self.all_workers_done():
+                raise EmptyResultError()
+            if self.current_worker_done(self._get_results_worker_id):
+                self._get_results_worker_id = (self._get_results_worker_id + 1) % self.workers_count
+                continue
+            result = self._next_from_current_worker()
+            if result is not None:
+                return result
+
+    def _next_from_current_worker(self) -> Any:
+        import queue
+
+        from petastorm.workers_pool import VentilatedItemProcessedMessage
+
+        try:
+            # Strict round robin: results come back in ventilation order, so a seed fixes the order.
+            result = self._results_queues[self._get_results_worker_id].get(block=True, timeout=0.1)
+        except queue.Empty:
+            return None
+        if isinstance(result, VentilatedItemProcessedMessage):
+            self._ventilated_items_processed_by_worker[self._get_results_worker_id] += 1
+            if self._ventilator:
+                self._ventilator.processed_item()
+            self._get_results_worker_id = (self._get_results_worker_id + 1) % self.workers_count
+            return None
+        if isinstance(result, Exception):
+            self.stop()
+            self.join()
+            raise result
+        return result
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    path: str
+    row_group: int
+    num_rows: int
+
+
+def open_reader(
+    files: Sequence[str],
+    columns: Sequence[str],
+    *,
+    seed: int,
+    shuffle_row_groups: bool,
+    rank: int,
+    world_size: int,
+    workers: int,
+    pool: str,
+) -> tuple[Reader, list[RowGroup]]:
+    """A petastorm Reader over `files` for one shard, and the row groups that shard will read.
+
+    `seed` must be non-zero: petastorm treats 0 like None (an unseeded, irreproducible order)."""
+    if seed == 0:
+        raise ValueError("petastorm seed must be non-zero (0 means unseeded in petastorm 0.13.1)")
+    urls = normalize_dataset_url_or_urls([f if "://" in f else f"file://{f}" for f in files])
+    filesystem, paths = get_filesystem_and_path_or_paths(urls)
+    reader_pool = OrderedThreadPool(workers, results_queue_size=max(4, 2 * workers)) if pool == "thread" else DummyPool()
+    sharded = world_size > 1
+    reader = Reader(
+        filesystem,
+        paths,
+        schema_fields=list(columns),
+        worker_class=ArrowRowGroupWorker,
+        reader_pool=reader_pool,
+        seed=seed,
+        shuffle_rows=False,  # rows are mixed across row groups by the loader's buffer instead
+        shuffle_row_groups=shuffle_row_groups,
+        num_epochs=1,
+        cur_shard=rank if sharded else None,
+        shard_count=world_size if sharded else None,
+        cache=NullCache(),
+        is_batched_reader=True,
+    )
+    return reader, shard_row_groups(reader, rank, world_size)
+
+
+def shard_row_groups(reader: Reader, rank: int, world_size: int) -> list[RowGroup]:
+    """The row groups petastorm assigns to `rank` (its rule: row-group index % world_size)."""
+    pieces = dataset_metadata.load_row_groups(reader.dataset)
+    out = []
+    footers: dict[str, pq.FileMetaData] = {}
+    for index, piece in enumerate(pieces):
+        if world_size > 1 and index % world_size != rank:
+            continue
+        if piece.path not in footers:
+            footers[piece.path] = pq.ParquetFile(reader.dataset.fs.open(piece.path)).metadata
+        out.append(RowGroup(piece.path, piece.row_group, footers[piece.path].row_group(piece.row_group).num_rows))
+    return out

@@ -1,0 +1,344 @@
+"""`RequestLoader`: a pinned Delta snapshot of `request_samples` -> torch `RequestBatch`es.
+
+    from loader import LengthSampling, LoaderConfig, RequestLoader
+
+    loader = RequestLoader("warehouse/request_samples", LoaderConfig(batch_size=256, seed=7,
+                           length_sampling=LengthSampling(mean=2_000)), date_to="2026-01-03")
+    print(loader.snapshot.version)          # what this run reads; pin it with version=...
+    for batch in loader:                    # one epoch; iterate again for the next
+        logits, loss = model(batch.to("cuda", non_blocking=True))
+
+Petastorm schedules the row groups (seeded shuffle, rank sharding, a worker pool); this module
+mixes rows across row groups in a buffer, samples history lengths, collates ragged rows into
+padded tensors in a background thread, and keeps the guarantees training needs: every rank
+yields the same number of batches, the same seed gives the same batches, `state_dict()` resumes
+mid-epoch without repeats or gaps, and any failure ends iteration with an error naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from .batch import RequestBatch
+from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, check_schema, collate
+from .errors import DataFileError, IncompleteEpochError, LoaderError
+from .lengths import LengthSampling
+from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader, shard_row_groups
+from .snapshot import Snapshot, resolve_snapshot
+
+log = logging.getLogger(__name__)
+
+_END = object()
+_POLL_S = 0.5  # how often a blocked queue operation re-checks that the other side is alive
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    batch_size: int = 256  # requests per batch (the cap when token_budget is set)
+    shuffle: bool = True  # seeded row-group order and a row shuffle buffer; False: file order (evaluation)
+    seed: int = 0  # with the epoch, fixes the order, the sampled lengths and therefore every batch
+    shuffle_buffer: int = 2_048  # rows held for mixing (memory: rows x mean history x ~36 bytes)
+    length_sampling: LengthSampling | None = None  # training: random recent suffixes; None keeps all
+    max_history: int | None = None  # cap on events kept per request (e.g. an inference length)
+    token_budget: int | None = None  # close a batch once its history tokens would exceed this
+    rank: int = 0  # this process's rank for data-parallel training
+    world_size: int = 1  # number of ranks; all yield the same number of batches
+    workers: int = 2  # petastorm reader threads
+    pool: str = "thread"  # "thread", or "dummy" (everything in the calling thread; for debugging)
+    prefetch: int = 4  # collated batches queued ahead of the consumer
+    device: str | None = None  # move batches there (non-blocking from pinned memory on CUDA)
+    pin_memory: bool | None = None  # default: True when device is CUDA
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        if self.workers < 1 or self.prefetch < 1 or self.shuffle_buffer < 1:
+            raise ValueError(f"workers, prefetch, shuffle_buffer must be >= 1: {self.workers}, {self.prefetch}, {self.shuffle_buffer}")
+        if self.max_history is not None and self.max_history < 1:
+            raise ValueError(f"max_history must be >= 1, got {self.max_history}")
+        if self.token_budget is not None:
+            if self.token_budget < 1:
+                raise ValueError(f"token_budget must be >= 1, got {self.token_budget}")
+            if self.world_size > 1:
+                # Token-balanced batch counts depend on the data each rank reads, so equal counts
+                # per rank (needed to avoid a DDP hang) cannot be promised without a global plan.
+                raise ValueError("token_budget needs world_size == 1; use batch_size for data-parallel runs")
+
+    @property
+    def pinned(self) -> bool:
+        wanted = self.pin_memory if self.pin_memory is not None else str(self.device or "").startswith("cuda")
+        return bool(wanted) and torch.cuda.is_available()
+
+
+def _seed(*parts: int) -> int:
+    """A non-zero 31-bit seed from parts (petastorm treats 0 as unseeded)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] % (2**31 - 1)) + 1
+
+
+def batch_sizes(rows_per_rank: list[int], batch_size: int, rank: int) -> list[int]:
+    """This rank's batch sizes: every rank yields K = max ceil(rows / batch_size) batches, rows
+    spread evenly over them, so no rank drops or repeats a request and none waits in DDP."""
+    k = max(math.ceil(n / batch_size) for n in rows_per_rank)
+    n = rows_per_rank[rank]
+    if n < k:
+        raise LoaderError(
+            f"rank {rank} holds {n} requests but every rank must yield {k} batches (rows per rank: {rows_per_rank}); "
+            "use fewer ranks, a larger batch_size, or a table written in more, smaller row groups"
+        )
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
+class RequestLoader:
+    """Iterates one epoch of request batches per `iter()`; see the module docstring."""
+
+    def __init__(
+        self,
+        table_path: str | Path,
+        config: LoaderConfig | None = None,
+        *,
+        version: int | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+    ) -> None:
+        self.config = config or LoaderConfig()
+        self.snapshot: Snapshot = resolve_snapshot(table_path, version, date_from, date_to)
+        if not self.snapshot.data_files:
+            raise LoaderError(
+                f"{table_path} version {self.snapshot.version} has no data files for dates "
+                f"{date_from or '-inf'} .. {date_to or '+inf'}; check the table and the date range"
+            )
+        self._check_files()
+        self._epoch = 0
+        self._resume_at = 0  # samples of the current epoch already consumed (from load_state_dict)
+        self._samples = 0
+        self._failed: BaseException | None = None
+        self._active: _Producer | None = None
+        log.info(
+            "loader: %s version %d, %d files, %s requests, rank %d/%d",
+            table_path, self.snapshot.version, len(self.snapshot.data_files), self.snapshot.num_records,
+            self.config.rank, self.config.world_size,
+        )
+
+    @property
+    def version(self) -> int:
+        return self.snapshot.version
+
+    def _check_files(self) -> None:
+        for f in self.snapshot.data_files:
+            try:
+                schema = pq.read_schema(f.path)
+            except FileNotFoundError as e:
+                raise DataFileError(
+                    f"data file {f.path} of {self.snapshot.table_path} version {self.snapshot.version} is missing: "
+                    "it was deleted outside Delta (or vacuumed while this version was still in use)"
+                ) from e
+            except Exception as e:
+                raise DataFileError(f"data file {f.path} cannot be read as Parquet: {type(e).__name__}: {e}") from e
+            check_schema(schema, f.path)
+
+    # -- state ---------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch, self._resume_at = epoch, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this rank is, in samples (JSON-able); resume with load_state_dict."""
+        return {
+            "epoch": self._epoch,
+            "sample_in_epoch": self._resume_at + self._samples,
+            "seed": self.config.seed,
+            "version": self.snapshot.version,
+            "rank": self.config.rank,
+            "world_size": self.config.world_size,
+            "batch_size": self.config.batch_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state` at the next iter(); the data and sharding must be the same."""
+        mine = self.state_dict()
+        for key in ("seed", "version", "rank", "world_size", "batch_size"):
+            if state.get(key) != mine[key]:
+                raise ValueError(f"cannot resume: state has {key}={state.get(key)!r}, this loader has {mine[key]!r}")
+        self._epoch, self._resume_at, self._samples = int(state["epoch"]), int(state["sample_in_epoch"]), 0
+
+    # -- iteration -----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[RequestBatch]:
+        if self._failed is not None:
+            raise RuntimeError(f"this loader failed earlier ({self._failed}); create a new one") from self._failed
+        if self._active is not None:
+            raise RuntimeError("the loader is already being iterated; finish or close that iteration first")
+        cfg = self.config
+        producer = _Producer(self.snapshot, cfg, self._epoch, self._resume_at)
+        self._active, self._samples = producer, 0
+        device = torch.device(cfg.device) if cfg.device else None
+        try:
+            producer.start()
+            for batch in producer:
+                self._samples += batch.size
+                yield batch.to(device, non_blocking=cfg.pinned) if device is not None else batch
+        except BaseException as e:
+            if not isinstance(e, GeneratorExit):
+                self._failed = e
+            raise
+        finally:
+            producer.close()
+            self._active = None
+        self._epoch, self._resume_at, self._samples = self._epoch + 1, 0, 0
+
+    def close(self) -> None:
+        if self._active is not None:
+            self._active.close()
+
+    def __enter__(self) -> RequestLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        cfg = asdict(self.config)
+        return {"table": self.snapshot.table_path, "version": self.snapshot.version,
+                "files": len(self.snapshot.data_files), "requests": self.snapshot.num_records, "config": cfg}
+
+
+class _Producer:
+    """Reads, buffers and collates one epoch in a background thread; hands batches over a queue."""
+
+    def __init__(self, snapshot: Snapshot, cfg: LoaderConfig, epoch: int, skip: int) -> None:
+        self.snapshot, self.cfg, self.epoch, self.skip = snapshot, cfg, epoch, skip
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rlb-loader", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[RequestBatch]:
+        while True:
+            try:
+                item = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise LoaderError("the loader thread stopped without finishing the epoch") from None
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                if isinstance(item, LoaderError | TypeError | ValueError):
+                    raise item
+                raise LoaderError(f"reading {self.snapshot.table_path} failed: {type(item).__name__}: {item}") from item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            self._produce()
+            self._put(_END)
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(e)
+
+    def _produce(self) -> None:
+        cfg = self.cfg
+        reader, mine = open_reader(
+            self.snapshot.files,
+            LOADER_COLUMNS,
+            seed=_seed(cfg.seed, self.epoch),
+            shuffle_row_groups=cfg.shuffle,
+            rank=cfg.rank,
+            world_size=cfg.world_size,
+            workers=cfg.workers,
+            pool=cfg.pool,
+        )
+        try:
+            expected = sum(g.num_rows for g in mine)
+            per_rank = [sum(g.num_rows for g in shard_row_groups(reader, r, cfg.world_size)) for r in range(cfg.world_size)]
+            sizes = batch_sizes(per_rank, cfg.batch_size, cfg.rank) if cfg.token_budget is None else None
+            lengths = self._lengths(expected)
+            rng = np.random.default_rng([cfg.seed, self.epoch, cfg.rank]) if cfg.shuffle else None
+            buffer = ShuffleBuffer(max(cfg.shuffle_buffer, cfg.batch_size) if cfg.shuffle else cfg.batch_size, rng)
+            stream = iter(reader)
+            exhausted, emitted, batch_index = False, 0, 0
+            while not self._stop.is_set():
+                while not exhausted and not buffer.full:
+                    table = next(stream, None)
+                    if table is None:
+                        exhausted = True
+                    else:
+                        source = (table.schema.metadata or {}).get(SOURCE_KEY, b"?").decode()
+                        buffer.add(RowGroupArrays.from_table(table, source))
+                if not len(buffer):
+                    break
+                if sizes is not None:
+                    if batch_index >= len(sizes):
+                        raise IncompleteEpochError(f"rank {cfg.rank} read more rows than its {expected} planned rows")
+                    rows = buffer.take(sizes[batch_index])
+                else:
+                    rows = self._take_by_tokens(buffer, lengths, emitted)
+                keep = None if lengths is None else lengths[emitted : emitted + len(rows)]
+                first = max(0, self.skip - emitted)  # resuming: rows consumed before the checkpoint
+                if first < len(rows):
+                    cut = None if keep is None else keep[first:]
+                    if not self._put(collate(rows[first:], cut, cfg.pinned)):
+                        return
+                emitted, batch_index = emitted + len(rows), batch_index + 1
+            if not self._stop.is_set() and emitted != expected:
+                raise IncompleteEpochError(
+                    f"rank {cfg.rank} epoch {self.epoch}: read {emitted} requests, its row groups hold {expected} "
+                    f"({len(mine)} row groups of {self.snapshot.table_path} v{self.snapshot.version})"
+                )
+        finally:
+            # Not `with reader`: its __exit__ prints to stdout.
+            reader.stop()
+            reader.join()
+
+    def _lengths(self, n: int) -> np.ndarray | None:
+        """Per-sample history caps for the epoch, indexed by position in this rank's stream."""
+        cfg = self.cfg
+        if cfg.length_sampling is None:
+            return None if cfg.max_history is None else np.full(n, cfg.max_history, np.int64)
+        lengths = cfg.length_sampling.sample(np.random.default_rng([cfg.seed, self.epoch, cfg.rank, 1]), n)
+        return lengths if cfg.max_history is None else np.minimum(lengths, cfg.max_history)
+
+    def _take_by_tokens(self, buffer: ShuffleBuffer, lengths: np.ndarray | None, emitted: int) -> list[tuple[RowGroupArrays, int]]:
+        cfg = self.cfg
+        assert cfg.token_budget is not None
+        candidates = buffer.peek(cfg.batch_size)
+        hist = np.array([g.scalars["hist_len"][r] for g, r in candidates], dtype=np.int64)
+        if lengths is not None:
+            hist = np.minimum(hist, lengths[emitted : emitted + len(hist)])
+        n = max(1, int(np.searchsorted(np.cumsum(hist), cfg.token_budget, side="right")))
+        return buffer.take_peeked(n)
+
+
+__all__ = ["LoaderConfig", "RequestLoader", "RowGroup", "batch_sizes"]
