@@ -17,7 +17,7 @@ class LengthSampling:
     l_min: int = 64  # shortest sampled length
     l_max: int = 10_000  # longest sampled length (the serving length)
     mean: float = 2_000.0  # target mean sampled length
-    alpha: float = 0.5  # Beta alpha; < 1 makes the distribution U-shaped (short and full both common)
+    alpha: float = 0.2  # Beta alpha; U-shaped (short and full both common) when alpha and beta are < 1
 
     def __post_init__(self) -> None:
         if not 0 < self.l_min < self.l_max:

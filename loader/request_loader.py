@@ -270,16 +270,13 @@ class _Producer:
 
     def _produce(self) -> None:
         cfg = self.cfg
-        reader, mine = open_reader(
-            self.snapshot.files,
-            LOADER_COLUMNS,
-            seed=_seed(cfg.seed, self.epoch),
-            shuffle_row_groups=cfg.shuffle,
-            rank=cfg.rank,
-            world_size=cfg.world_size,
-            workers=cfg.workers,
-            pool=cfg.pool,
-        )
+        try:
+            reader, mine = self._open_reader()
+        except OSError as e:
+            raise DataFileError(
+                f"opening the data files of {self.snapshot.table_path} v{self.snapshot.version} failed: {e}; "
+                "a file was removed or rewritten after the snapshot was resolved (VACUUM too early?)"
+            ) from e
         try:
             expected = sum(g.num_rows for g in mine)
             per_rank = [sum(g.num_rows for g in shard_row_groups(reader, r, cfg.world_size)) for r in range(cfg.world_size)]
@@ -321,6 +318,19 @@ class _Producer:
             # Not `with reader`: its __exit__ prints to stdout.
             reader.stop()
             reader.join()
+
+    def _open_reader(self) -> tuple[Any, list[RowGroup]]:
+        cfg = self.cfg
+        return open_reader(
+            self.snapshot.files,
+            LOADER_COLUMNS,
+            seed=_seed(cfg.seed, self.epoch),
+            shuffle_row_groups=cfg.shuffle,
+            rank=cfg.rank,
+            world_size=cfg.world_size,
+            workers=cfg.workers,
+            pool=cfg.pool,
+        )
 
     def _lengths(self, n: int) -> np.ndarray | None:
         """Per-sample history caps for the epoch, indexed by position in this rank's stream."""

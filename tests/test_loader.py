@@ -1,0 +1,266 @@
+"""The request loader: exactly-once epochs equal to a pyarrow read, pinned versions, sampled
+lengths, rank balance, resume, and failures that end iteration with an error (never a hang)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from deltalake import write_deltalake
+
+from loader import (
+    DataFileError,
+    LengthSampling,
+    LoaderConfig,
+    LoaderError,
+    RequestBatch,
+    RequestLoader,
+    SchemaMismatchError,
+    resolve_snapshot,
+)
+from loader.batch import HISTORY_FIELDS, TARGET_FIELDS
+from loader.petastorm_io import ArrowRowGroupWorker
+from loader.request_loader import batch_sizes
+from loader.synthetic import SyntheticSamples, write_synthetic_samples
+from schemas.fields import LABEL_COLUMN_NAMES
+
+pytestmark = pytest.mark.timeout(120)  # a hang is a failure, not a stuck CI run
+
+SMALL = SyntheticSamples(
+    num_requests=150, dates=("2026-01-01", "2026-01-02"), l_max=400, mean_hist=80, max_targets=6, rows_per_group=40
+)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("loader") / "request_samples")
+    write_synthetic_samples(path, SMALL)
+    return path
+
+
+def rows_of(batches: Iterator[RequestBatch] | list[RequestBatch]) -> dict[str, dict[str, list[int]]]:
+    """request_id -> field -> the real (unpadded) values, from loader batches."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for b in batches:
+        for i, rid in enumerate(b.request_id):
+            assert rid not in out, f"request {rid} yielded twice"
+            h, m = int(b.hist_len[i]), int(b.num_targets[i])
+            row = {n: getattr(b, n)[i, :h].tolist() for n in HISTORY_FIELDS}
+            row |= {n: getattr(b, n)[i, :m].tolist() for n in TARGET_FIELDS}
+            row |= {n: b.labels[i, :m, t].to(torch.int64).tolist() for t, n in enumerate(LABEL_COLUMN_NAMES)}
+            row["user_id"], row["request_ts"] = [int(b.user_id[i])], [int(b.request_ts[i])]
+            assert not b.hist_item_id[i, h:].any(), "padding must be zero"
+            out[rid] = row
+    return out
+
+
+def rows_of_pyarrow(path: str, version: int | None = None) -> dict[str, dict[str, list[int]]]:
+    snap = resolve_snapshot(path, version)
+    t = pa.concat_tables([pq.read_table(f) for f in snap.files])
+    out = {}
+    for r in t.to_pylist():
+        row = {n: r[n] for n in (*HISTORY_FIELDS, *TARGET_FIELDS, *LABEL_COLUMN_NAMES)}
+        row["user_id"], row["request_ts"] = [r["user_id"]], [r["request_ts"]]
+        out[r["request_id"]] = row
+    return out
+
+
+def test_epoch_over_all_ranks_yields_every_request_once_equal_to_pyarrow(table: str) -> None:
+    expected = rows_of_pyarrow(table)
+    for world_size in (1, 2, 3):
+        got: dict[str, dict[str, list[int]]] = {}
+        counts = []
+        for rank in range(world_size):
+            batches = list(RequestLoader(table, LoaderConfig(batch_size=32, seed=5, rank=rank, world_size=world_size)))
+            counts.append(len(batches))
+            assert all(b.hist_item_id.shape[1] == int(b.hist_len.max()) for b in batches), "L is the batch maximum"
+            mine = rows_of(batches)
+            assert not set(mine) & set(got), "a request reached two ranks"
+            got |= mine
+        assert len(set(counts)) == 1, f"ranks yield different batch counts: {counts}"
+        assert got == expected
+
+
+def test_batches_mix_users_and_the_same_seed_gives_the_same_batches(table: str) -> None:
+    first = [b.request_id for b in RequestLoader(table, LoaderConfig(batch_size=32, seed=11))]
+    again = [b.request_id for b in RequestLoader(table, LoaderConfig(batch_size=32, seed=11))]
+    other = [b.request_id for b in RequestLoader(table, LoaderConfig(batch_size=32, seed=12))]
+    assert first == again
+    assert first != other
+    # Rows are drawn across row groups and dates, not in the table's user-clustered order.
+    assert any(len({rid[:10] for rid in ids}) > 1 for ids in first)
+    ordered = [rid for b in RequestLoader(table, LoaderConfig(batch_size=32, shuffle=False)) for rid in b.request_id]
+    assert [rid for ids in first for rid in ids] != ordered
+
+
+def test_second_iteration_is_the_next_epoch_in_a_new_order(table: str) -> None:
+    loader = RequestLoader(table, LoaderConfig(batch_size=32, seed=1))
+    epoch0 = [rid for b in loader for rid in b.request_id]
+    epoch1 = [rid for b in loader for rid in b.request_id]
+    assert sorted(epoch0) == sorted(epoch1) and epoch0 != epoch1
+    assert loader.state_dict()["epoch"] == 2
+
+
+@pytest.mark.parametrize("sampling", [None, LengthSampling(l_min=8, l_max=400, mean=60)])
+def test_resume_mid_epoch_continues_exactly(table: str, sampling: LengthSampling | None) -> None:
+    cfg = LoaderConfig(batch_size=16, seed=3, length_sampling=sampling)
+    full = list(RequestLoader(table, cfg))
+    loader = RequestLoader(table, cfg)
+    head = []
+    for i, b in enumerate(loader):
+        head.append(b)
+        if i == 6:
+            break
+    state = loader.state_dict()
+    assert state["sample_in_epoch"] == sum(b.size for b in head)
+    resumed = RequestLoader(table, cfg)
+    resumed.load_state_dict(state)
+    tail = list(resumed)
+    assert [b.request_id for b in head + tail] == [b.request_id for b in full]
+    assert rows_of(head + tail) == rows_of(full)
+
+
+def test_load_state_dict_refuses_a_different_snapshot_or_sharding(table: str) -> None:
+    state = RequestLoader(table, LoaderConfig(seed=3)).state_dict()
+    with pytest.raises(ValueError, match="state has seed=3, this loader has 4"):
+        RequestLoader(table, LoaderConfig(seed=4)).load_state_dict(state)
+
+
+def test_sampled_lengths_have_the_chosen_mean_and_are_multiples_of_8() -> None:
+    s = LengthSampling(l_min=64, l_max=10_000, mean=2_000, alpha=0.2)
+    assert s.beta < 1, "U-shaped"
+    lengths = s.sample(np.random.default_rng(0), 200_000)
+    assert abs(lengths.mean() - 2_000) < 40
+    assert (lengths % 8 == 0).all() and lengths.min() >= 64 and lengths.max() <= 10_000
+    # U-shaped: the density rises toward both ends (the full length is trained on too).
+    middle = ((lengths > 5_000) & (lengths <= 6_000)).mean()
+    assert (lengths <= 1_064).mean() > 5 * middle and (lengths > 9_000).mean() > middle
+    with pytest.raises(ValueError, match="need l_min < mean < l_max"):
+        LengthSampling(l_min=64, l_max=100, mean=200)
+
+
+def test_training_histories_are_the_most_recent_suffix(table: str) -> None:
+    full = rows_of(RequestLoader(table, LoaderConfig(batch_size=32, shuffle=False)))
+    sampled = RequestLoader(table, LoaderConfig(batch_size=32, seed=2, length_sampling=LengthSampling(l_min=8, l_max=400, mean=40)))
+    cut = 0
+    for rid, row in rows_of(sampled).items():
+        n = len(row["hist_item_id"])
+        for name in HISTORY_FIELDS:
+            assert row[name] == full[rid][name][len(full[rid][name]) - n :], f"{rid} {name} is not a suffix"
+        cut += n < len(full[rid]["hist_item_id"])
+    assert cut > 50, "length sampling should shorten many histories"
+    capped = rows_of(RequestLoader(table, LoaderConfig(batch_size=32, shuffle=False, max_history=16)))
+    assert max(len(r["hist_ts"]) for r in capped.values()) == 16
+
+
+def test_token_budget_balances_batches_by_history_tokens(table: str) -> None:
+    budget = 600
+    batches = list(RequestLoader(table, LoaderConfig(batch_size=64, seed=1, token_budget=budget)))
+    assert all(b.num_history_tokens <= budget or b.size == 1 for b in batches)
+    assert len({b.size for b in batches}) > 1
+    assert sorted(rows_of(batches)) == sorted(rows_of_pyarrow(table))
+    with pytest.raises(ValueError, match="token_budget needs world_size == 1"):
+        LoaderConfig(token_budget=100, world_size=2)
+
+
+def test_batch_sizes_are_equal_in_count_across_ranks() -> None:
+    assert batch_sizes([100, 37], 32, 0) == [25, 25, 25, 25]
+    assert batch_sizes([100, 37], 32, 1) == [10, 9, 9, 9]
+    with pytest.raises(LoaderError, match="rank 1 holds 2 requests but every rank must yield 4 batches"):
+        batch_sizes([100, 2], 32, 1)
+
+
+def test_pinned_old_version_reads_correctly_after_overwrite(tmp_path: Path) -> None:
+    path = str(tmp_path / "rs")
+    v0 = write_synthetic_samples(path, SyntheticSamples(num_requests=60, l_max=50, mean_hist=10, rows_per_group=30, seed=1))
+    old = rows_of_pyarrow(path, v0)
+    v1 = write_synthetic_samples(path, SyntheticSamples(num_requests=90, l_max=50, mean_hist=10, rows_per_group=30, seed=2))
+    on_disk = {str(p) for p in Path(path).rglob("*.parquet")}
+    assert len(on_disk) > len(resolve_snapshot(path).files), "the overwritten files are still in the folder"
+    pinned = RequestLoader(path, LoaderConfig(batch_size=16), version=v0)
+    assert pinned.version == v0
+    assert rows_of(pinned) == old
+    latest = RequestLoader(path, LoaderConfig(batch_size=16))
+    assert latest.version == v1 and len(rows_of(latest)) == 90
+
+
+def test_date_range_selects_partitions(table: str) -> None:
+    loader = RequestLoader(table, LoaderConfig(batch_size=64), date_from="2026-01-02", date_to="2026-01-02")
+    assert {rid[:10] for rid in rows_of(loader)} == {"2026-01-02"}
+    with pytest.raises(LoaderError, match="has no data files for dates 2027-01-01"):
+        RequestLoader(table, date_from="2027-01-01")
+
+
+def copy_table(src: str, dst: Path) -> str:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return str(dst)
+
+
+def test_missing_data_file_is_named(table: str, tmp_path: Path) -> None:
+    path = copy_table(table, tmp_path / "t")
+    victim = resolve_snapshot(path).files[0]
+    os.remove(victim)
+    with pytest.raises(DataFileError, match=f"data file {victim} of .* is missing"):
+        RequestLoader(path)
+
+
+def test_corrupt_data_file_is_named(table: str, tmp_path: Path) -> None:
+    path = copy_table(table, tmp_path / "t")
+    victim = resolve_snapshot(path).files[-1]
+    Path(victim).write_bytes(b"not parquet at all")
+    with pytest.raises(DataFileError, match=f"data file {victim} cannot be read as Parquet"):
+        RequestLoader(path)
+
+
+def test_file_removed_during_iteration_ends_with_an_error_naming_it(table: str, tmp_path: Path) -> None:
+    path = copy_table(table, tmp_path / "t")
+    loader = RequestLoader(path, LoaderConfig(batch_size=8, shuffle=False, workers=1, prefetch=1))
+    for f in resolve_snapshot(path).files[1:]:
+        os.remove(f)
+    with pytest.raises(DataFileError, match="opening the data files of .* failed: .*part-.*parquet"):
+        for _ in loader:
+            pass
+    with pytest.raises(RuntimeError, match="this loader failed earlier"):
+        iter(loader).__next__()
+
+
+def test_schema_that_does_not_match_the_contract_is_named(table: str, tmp_path: Path) -> None:
+    good = pq.read_table(resolve_snapshot(table).files[0])
+    t = good.set_column(good.schema.get_field_index("hist_len"), "hist_len", good.column("hist_len").cast(pa.int64()))
+    write_deltalake(str(tmp_path / "bad"), t)
+    with pytest.raises(SchemaMismatchError, match="column 'hist_len' has type int64, the contract says int32"):
+        RequestLoader(str(tmp_path / "bad"))
+    write_deltalake(str(tmp_path / "missing"), good.drop(["hist_ts"]))
+    with pytest.raises(SchemaMismatchError, match="column 'hist_ts' .* is missing"):
+        RequestLoader(str(tmp_path / "missing"))
+
+
+def test_worker_exception_ends_iteration_without_hanging(table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(self: ArrowRowGroupWorker, *args: object) -> None:
+        raise MemoryError("simulated worker failure")
+
+    monkeypatch.setattr(ArrowRowGroupWorker, "_load_rows", boom)
+    with pytest.raises(DataFileError, match=r"reading row group \d+ of .*\.parquet failed: MemoryError"):
+        list(RequestLoader(table, LoaderConfig(batch_size=8, workers=2)))
+
+
+def test_batch_forms() -> None:
+    h = torch.tensor([3, 1])
+    hist = torch.tensor([[1, 2, 3], [4, 0, 0]])
+    zeros = torch.zeros(2, 2, dtype=torch.int64)
+    batch = RequestBatch(["a", "b"], torch.tensor([1, 2]), torch.tensor([9, 9]), h, *(hist.clone() for _ in HISTORY_FIELDS),
+                         torch.tensor([2, 1]), *(zeros.clone() for _ in TARGET_FIELDS), torch.zeros(2, 2, 6))
+    packed = batch.packed_history()
+    assert packed.offsets.tolist() == [0, 3, 4]
+    assert packed.values["hist_item_id"].tolist() == [1, 2, 3, 4]
+    cut = batch.with_history_suffix(2)
+    assert cut.hist_item_id.tolist() == [[2, 3], [4, 0]] and cut.hist_len.tolist() == [2, 1]
+    assert batch.target_mask.tolist() == [[True, True], [True, False]]
