@@ -1,0 +1,106 @@
+"""One dataclass configures STCA and its baselines (DESIGN.md §2): sizes, tables, tasks.
+
+Every model in trainer/ is built from an `STCAConfig`, so a comparison changes the encoder and
+nothing else. Invalid combinations raise `ConfigError` (a `ValueError`) naming the values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from schemas.fields import ACTION_BITS, TASKS
+
+ATTENTION_KINDS: tuple[str, ...] = ("shortcut", "sdpa")
+
+
+class ConfigError(ValueError):
+    """A config value (or combination) the model cannot be built with."""
+
+
+@dataclass
+class STCAConfig:
+    d: int = 128  # model width: history tokens, target token, attention outputs
+    heads: int = 4  # attention heads h; d_h = d / h
+    layers: int = 2  # stacked target-to-history layers M
+    swiglu_ratio: float = 2.0  # SwiGLU hidden width = swiglu_ratio * d (r = 2 in the paper's follow-up)
+    id_dim: int = 64  # width of the id embedding tables (item, author, user), fused into d
+    item_buckets: int = 1 << 20  # item ids are hashed into this many rows (shared by history and targets)
+    author_buckets: int = 1 << 18  # author ids are hashed into this many rows
+    user_buckets: int = 1 << 18  # user ids are hashed into this many rows (user feature of the head)
+    action_bits: int = len(ACTION_BITS)  # action bit flags per event; the table has 2**action_bits rows
+    time_buckets: int = 64  # log2 buckets of request_ts - hist_ts (seconds); the last one is open-ended
+    time_buckets_per_octave: int = 2  # buckets per doubling of the time delta
+    use_watch_ratio: bool = True  # add an embedding of watch_ms / duration_ms to each event token
+    watch_ratio_buckets: int = 16  # uniform buckets of the watch ratio over [0, watch_ratio_max]
+    watch_ratio_max: float = 2.0  # watch ratios above this share the last bucket (replays)
+    position_buckets: int = 64  # target positions >= this share the last row
+    duration_buckets: int = 32  # log2 buckets of the target's duration (seconds)
+    head_hidden: int = 256  # hidden width of the ranking head MLP
+    dropout: float = 0.0  # dropout on attention outputs and in the head (0 makes RLB == point-wise exactly)
+    attention: str = "shortcut"  # "shortcut": u = (q W_Q) W_K^T, X~ W_K/V never built; "sdpa": F.scaled_dot_product_attention
+    tie_query_history_ffn: bool = (
+        True  # q(i) uses the same LN(SwiGLU_i) as X~(i), as the paper's notation reads
+    )
+    tasks: tuple[str, ...] = TASKS  # one logit per task, in the order of RequestBatch.labels' last axis
+    task_weights: tuple[float, ...] = field(default_factory=tuple)  # loss weight per task; empty = all 1.0
+
+    def __post_init__(self) -> None:
+        self.tasks = tuple(self.tasks)
+        self.task_weights = tuple(float(w) for w in self.task_weights)
+        positive = (
+            "d", "heads", "layers", "id_dim", "item_buckets", "author_buckets", "user_buckets",
+            "action_bits", "time_buckets", "time_buckets_per_octave", "watch_ratio_buckets",
+            "position_buckets", "duration_buckets", "head_hidden",
+        )  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if self.d % self.heads:
+            raise ConfigError(f"d must be divisible by heads, got d={self.d}, heads={self.heads}")
+        if self.swiglu_ratio <= 0 or int(self.swiglu_ratio * self.d) < 1:
+            raise ConfigError(
+                f"swiglu_ratio * d must be >= 1, got swiglu_ratio={self.swiglu_ratio}, d={self.d}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.watch_ratio_max <= 0:
+            raise ConfigError(f"watch_ratio_max must be > 0, got {self.watch_ratio_max}")
+        if self.attention not in ATTENTION_KINDS:
+            raise ConfigError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"tasks must be non-empty and unique, got {self.tasks}")
+        if self.task_weights and len(self.task_weights) != len(self.tasks):
+            raise ConfigError(
+                f"task_weights needs one weight per task: {len(self.tasks)} tasks {self.tasks}, "
+                f"got {len(self.task_weights)} weights {self.task_weights}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.d // self.heads
+
+    @property
+    def hidden(self) -> int:
+        """SwiGLU hidden width r * d."""
+        return int(self.swiglu_ratio * self.d)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def loss_weights(self) -> tuple[float, ...]:
+        return self.task_weights or (1.0,) * len(self.tasks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able (tuples become lists); `from_dict` inverts it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> STCAConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown STCAConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**values)

@@ -1,0 +1,365 @@
+"""STCA: Stacked Target-to-History Cross Attention, with Request Level Batching (DESIGN.md §2).
+
+Reads top to bottom: small blocks (SwiGLU, id hashing, event / target tokens, one target-attention
+layer), the STCA encoder, the ranking head, then `Ranker` (embeddings + head + loss + the two
+batching modes, shared with trainer/baselines.py) and `STCA` itself.
+
+Shapes: B requests, L history events (padded), M targets per request (padded), d model width,
+H heads, D = d / H, T tasks. DESIGN.md calls the number of layers M too; here it is
+`config.layers` so that M always means targets, as in `RequestBatch`.
+
+The two batching modes run the same weights:
+* "rlb": the history is embedded and transformed once per request, and the M targets of the
+  request attend to it in one batched call (queries (B, M, .) against keys (B, L, .)).
+* "pointwise": the batch is first flattened to one row per real target with its own copy of the
+  history (B' = sum(num_targets), M = 1), as a point-wise trainer reads it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.profiler import record_function
+
+from loader.batch import HISTORY_FIELDS, RequestBatch
+from trainer.config import STCAConfig
+from trainer.losses import masked_bce_loss
+
+Mode = Literal["rlb", "pointwise"]
+MODES: tuple[str, ...] = get_args(Mode)
+
+# 0x9E3779B97F4A7C15 (2**64 / golden ratio) as a signed int64: int64 products wrap mod 2**64.
+_HASH_MULTIPLIER = -7046029254386353131
+
+
+class SwiGLU(nn.Module):
+    """SwiGLU(x) = ((x W_u) * swish(x W_v)) W_o; W_u and W_v run as one matmul."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int) -> None:
+        super().__init__()
+        self.up = nn.Linear(d_in, 2 * hidden, bias=False)  # [W_u | W_v]
+        self.down = nn.Linear(hidden, d_out, bias=False)  # W_o
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u, v = self.up(x).chunk(2, dim=-1)  # (..., hidden) each
+        return self.down(u * F.silu(v))
+
+
+class TokenTransform(nn.Module):
+    """LN(SwiGLU(x)), applied token by token: the per-layer history transform X~(i) (and q(i))."""
+
+    def __init__(self, d: int, hidden: int) -> None:
+        super().__init__()
+        self.ffn = SwiGLU(d, hidden, d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.ffn(x))
+
+
+def hash_ids(ids: torch.Tensor, buckets: int) -> torch.Tensor:
+    """Deterministic id -> [0, buckets) hash (Fibonacci multiply, xor-shift), for id spaces too
+    large for a table. Same result on CPU and CUDA."""
+    h = ids.long() * _HASH_MULTIPLIER  # wraps mod 2**64
+    h = h ^ (h >> 29)
+    return torch.remainder(h, buckets)
+
+
+def log_buckets(values: torch.Tensor, *, unit: float, per_octave: int, buckets: int) -> torch.Tensor:
+    """floor(per_octave * log2(1 + values / unit)), clamped to [0, buckets): 0 .. open-ended last."""
+    x = values.clamp(min=0).to(torch.float32) / unit
+    return (torch.log2(1.0 + x) * per_octave).floor().long().clamp(0, buckets - 1)
+
+
+class EventEmbedding(nn.Module):
+    """History event token: W_f [e_item; e_author; e_action] + e_time (+ e_watch_ratio).
+
+    The time delta request_ts - hist_ts (seconds, log2 buckets) is the only notion of position:
+    no positional encoding, which is what lets a model trained on ~2k events serve 10k."""
+
+    def __init__(self, config: STCAConfig, item: nn.Embedding, author: nn.Embedding) -> None:
+        super().__init__()
+        self.config = config
+        self.item, self.author = item, author  # shared with the target token
+        self.action = nn.Embedding(2**config.action_bits, config.id_dim)  # one row per bit combination
+        self.fuse = nn.Linear(3 * config.id_dim, config.d)
+        self.time = nn.Embedding(config.time_buckets, config.d)
+        self.watch = nn.Embedding(config.watch_ratio_buckets, config.d) if config.use_watch_ratio else None
+
+    def forward(self, batch: RequestBatch) -> torch.Tensor:
+        """-> (B, L, d)"""
+        c = self.config
+        ids = torch.cat(
+            [
+                self.item(hash_ids(batch.hist_item_id, c.item_buckets)),
+                self.author(hash_ids(batch.hist_author_id, c.author_buckets)),
+                self.action(batch.hist_action.long() & (2**c.action_bits - 1)),
+            ],
+            dim=-1,
+        )  # (B, L, 3 * id_dim)
+        delta_ms = batch.request_ts[:, None] - batch.hist_ts  # (B, L), > 0 for real events
+        t = log_buckets(delta_ms, unit=1000.0, per_octave=c.time_buckets_per_octave, buckets=c.time_buckets)
+        x = self.fuse(ids) + self.time(t)  # (B, L, d)
+        if self.watch is not None:
+            ratio = batch.hist_watch_ms.float() / batch.hist_duration_ms.float().clamp(min=1.0)  # (B, L)
+            w = (ratio.clamp(0.0, c.watch_ratio_max) / c.watch_ratio_max * c.watch_ratio_buckets).long()
+            x = x + self.watch(w.clamp(max=c.watch_ratio_buckets - 1))
+        return x
+
+
+class TargetEmbedding(nn.Module):
+    """Target token x_t: W_t [e_item; e_author; e_position; e_duration] (id tables shared with history)."""
+
+    def __init__(self, config: STCAConfig, item: nn.Embedding, author: nn.Embedding) -> None:
+        super().__init__()
+        self.config = config
+        self.item, self.author = item, author
+        self.position = nn.Embedding(config.position_buckets, config.id_dim)
+        self.duration = nn.Embedding(config.duration_buckets, config.id_dim)
+        self.fuse = nn.Linear(4 * config.id_dim, config.d)
+
+    def forward(self, batch: RequestBatch) -> torch.Tensor:
+        """-> (B, M, d)"""
+        c = self.config
+        position = batch.tgt_position.long().clamp(0, c.position_buckets - 1)
+        duration = log_buckets(batch.tgt_duration_ms, unit=1000.0, per_octave=2, buckets=c.duration_buckets)
+        feats = torch.cat(
+            [
+                self.item(hash_ids(batch.tgt_item_id, c.item_buckets)),
+                self.author(hash_ids(batch.tgt_author_id, c.author_buckets)),
+                self.position(position),
+                self.duration(duration),
+            ],
+            dim=-1,
+        )  # (B, M, 4 * id_dim)
+        return self.fuse(feats)
+
+
+def attention_key_mask(hist_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(key_mask (B, L), has_history (B,)). Rows without history get key 0 unmasked (a padded,
+    finite token) so softmax never sees an all -inf row; their output is zeroed afterwards."""
+    has_history = hist_mask[:, 0]  # (B,): histories are left-aligned, so event 0 is real iff any is
+    key_mask = hist_mask.clone()
+    key_mask[:, 0] = True  # real for rows with history, the dummy key for rows without
+    return key_mask, has_history
+
+
+class TargetAttention(nn.Module):
+    """Single-query multi-head softmax attention of each target query over X~ (one STCA layer).
+
+    alpha = softmax(q W_Q (X~ W_K)^T / sqrt(D)), o = concat_heads(alpha X~ W_V) W_O. With
+    attention="shortcut" it runs the exact one-query rewrite u = (q W_Q) W_K^T,
+    alpha = softmax(u X~^T / sqrt(D)), o = (alpha X~) W_V per head, so X~ W_K and X~ W_V (L x d
+    each) are never built: cost L * M * H * d instead of L * d^2. "sdpa" builds K and V and calls
+    F.scaled_dot_product_attention."""
+
+    def __init__(self, config: STCAConfig) -> None:
+        super().__init__()
+        self.heads, self.head_dim, self.kind = config.heads, config.head_dim, config.attention
+        # No biases: a K bias shifts every score of a query equally (softmax-invariant) and a V bias
+        # passes through unchanged (alpha sums to 1), so they add nothing but shortcut bookkeeping.
+        self.q_proj = nn.Linear(config.d, config.d, bias=False)  # W_Q
+        self.k_proj = nn.Linear(config.d, config.d, bias=False)  # W_K
+        self.v_proj = nn.Linear(config.d, config.d, bias=False)  # W_V
+        self.out_proj = nn.Linear(config.d, config.d, bias=False)  # W_O
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self, q: torch.Tensor, x: torch.Tensor, key_mask: torch.Tensor, has_history: torch.Tensor
+    ) -> torch.Tensor:
+        """q (B, M, d) target queries; x (B, L, d) transformed history X~; key_mask (B, L) bool;
+        has_history (B,) bool -> o (B, M, d), zero for rows without history."""
+        ctx = (
+            self._shortcut(q, x, key_mask) if self.kind == "shortcut" else self._sdpa(q, x, key_mask)
+        )  # (B, M, d)
+        o = self.dropout(self.out_proj(ctx))  # (B, M, d)
+        return o.masked_fill(~has_history[:, None, None], 0.0)
+
+    def _shortcut(self, q: torch.Tensor, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        b, m, d = q.shape
+        h, dh = self.heads, self.head_dim
+        qh = self.q_proj(q).view(b, m, h, dh)  # (B, M, H, D)
+        w_k = self.k_proj.weight.view(h, dh, d)  # (H, D, d): head h's rows of W_K^T
+        u = torch.einsum("bmhe,hed->bmhd", qh, w_k).reshape(b, m * h, d)  # (B, M*H, d)
+        scores = torch.bmm(u, x.transpose(1, 2)) / math.sqrt(dh)  # (B, M*H, L)
+        scores = scores.masked_fill(~key_mask[:, None, :], float("-inf"))
+        alpha = scores.softmax(dim=-1).to(x.dtype)  # (B, M*H, L)
+        pooled = torch.bmm(alpha, x).view(b, m, h, d)  # (B, M, H, d): alpha X~ per head
+        w_v = self.v_proj.weight.view(h, dh, d)  # (H, D, d)
+        return torch.einsum("bmhd,hed->bmhe", pooled, w_v).reshape(b, m, d)  # (B, M, d)
+
+    def _sdpa(self, q: torch.Tensor, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        b, m, d = q.shape
+        length, h, dh = x.shape[1], self.heads, self.head_dim
+        qh = self.q_proj(q).view(b, m, h, dh).transpose(1, 2)  # (B, H, M, D)
+        k = self.k_proj(x).view(b, length, h, dh).transpose(1, 2)  # (B, H, L, D)
+        v = self.v_proj(x).view(b, length, h, dh).transpose(1, 2)  # (B, H, L, D)
+        ctx = F.scaled_dot_product_attention(qh, k, v, attn_mask=key_mask[:, None, None, :])  # (B, H, M, D)
+        return ctx.transpose(1, 2).reshape(b, m, d)  # (B, M, d)
+
+
+class STCAEncoder(nn.Module):
+    """The stack: X~(i) = LN(SwiGLU_i(X)) (once per request), q(1) = LN(SwiGLU_1(x_t)),
+    o(i) = Attn_i(q(i), X~(i)), q(i+1) = LN(SwiGLU_{i+1}([o(1)..o(i), x_t] W_C(i+1))),
+    z = SwiGLU([o(1)..o(n), x_t] W_Z)."""
+
+    def __init__(self, config: STCAConfig) -> None:
+        super().__init__()
+        d, n = config.d, config.layers
+        self.history_transforms = nn.ModuleList(TokenTransform(d, config.hidden) for _ in range(n))
+        # The paper writes SwiGLU_1 for both X~(1) and q(1); tie_query_history_ffn=False gives the
+        # queries their own LN(SwiGLU_i) instead.
+        self.query_transforms = (
+            self.history_transforms
+            if config.tie_query_history_ffn
+            else nn.ModuleList(TokenTransform(d, config.hidden) for _ in range(n))
+        )
+        self.query_fusions = nn.ModuleList(
+            nn.Linear((i + 1) * d, d, bias=False) for i in range(1, n)
+        )  # W_C(i+1)
+        self.attentions = nn.ModuleList(TargetAttention(config) for _ in range(n))
+        self.output_fusion = nn.Linear((n + 1) * d, d, bias=False)  # W_Z
+        self.output = SwiGLU(d, config.hidden, d)
+
+    def forward(self, x: torch.Tensor, hist_mask: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """x (B, L, d) event tokens; hist_mask (B, L) bool; x_t (B, M, d) target tokens -> z (B, M, d)."""
+        key_mask, has_history = attention_key_mask(hist_mask)
+        with record_function("stca.query_transform"):
+            q = self.query_transforms[0](x_t)  # (B, M, d)
+        outputs: list[torch.Tensor] = []
+        for i, attention in enumerate(self.attentions):
+            with record_function("stca.history_transform"):
+                x_i = self.history_transforms[i](x)  # (B, L, d): once per request, shared by its M targets
+            with record_function("stca.target_attention"):
+                outputs.append(attention(q, x_i, key_mask, has_history))  # (B, M, d)
+            if i + 1 < len(self.attentions):
+                with record_function("stca.query_fusion"):
+                    fused = self.query_fusions[i](torch.cat([*outputs, x_t], dim=-1))  # (B, M, d)
+                    q = self.query_transforms[i + 1](fused)
+        with record_function("stca.output_fusion"):
+            return self.output(self.output_fusion(torch.cat([*outputs, x_t], dim=-1)))  # (B, M, d)
+
+
+class RankingHead(nn.Module):
+    """MLP over [z; x_t; user] -> one logit per task. LayerNorm, never BatchNorm: request-grouped
+    batches are not IID (DESIGN.md §7)."""
+
+    def __init__(self, config: STCAConfig) -> None:
+        super().__init__()
+        width = 2 * config.d + config.id_dim
+        self.net = nn.Sequential(
+            nn.LayerNorm(width),
+            nn.Linear(width, config.head_hidden),
+            nn.SiLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.head_hidden, config.head_hidden),
+            nn.SiLU(),
+            nn.Linear(config.head_hidden, config.num_tasks),
+        )
+
+    def forward(self, z: torch.Tensor, x_t: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
+        """z, x_t (B, M, d); user (B, id_dim) -> logits (B, M, T)."""
+        user = user[:, None, :].expand(-1, z.shape[1], -1)  # (B, M, id_dim)
+        return self.net(torch.cat([z, x_t, user], dim=-1))
+
+
+def pointwise_batch(batch: RequestBatch) -> tuple[RequestBatch, tuple[torch.Tensor, torch.Tensor]]:
+    """One row per real target, each with its own copy of the request's history (the flat layout
+    a point-wise trainer reads); also the (request, target) index of each row."""
+    rows, cols = batch.target_mask.nonzero(as_tuple=True)  # (N,), (N,)
+    history = {name: getattr(batch, name)[rows] for name in HISTORY_FIELDS}  # (N, L) copies
+    flat = RequestBatch(
+        request_id=[batch.request_id[r] for r in rows.tolist()],
+        user_id=batch.user_id[rows],
+        request_ts=batch.request_ts[rows],
+        hist_len=batch.hist_len[rows],
+        num_targets=torch.ones_like(rows),
+        tgt_item_id=batch.tgt_item_id[rows, cols][:, None],  # (N, 1)
+        tgt_author_id=batch.tgt_author_id[rows, cols][:, None],
+        tgt_position=batch.tgt_position[rows, cols][:, None],
+        tgt_duration_ms=batch.tgt_duration_ms[rows, cols][:, None],
+        labels=batch.labels[rows, cols][:, None, :],  # (N, 1, T)
+        **history,
+    )
+    return flat, (rows, cols)
+
+
+def _with_nonempty_history_axis(batch: RequestBatch) -> RequestBatch:
+    """A batch whose L is 0 (no row has history) gets one padded column, so shapes stay regular."""
+    if batch.hist_item_id.shape[1] > 0:
+        return batch
+    padded: dict[str, Any] = {name: F.pad(getattr(batch, name), (0, 1)) for name in HISTORY_FIELDS}  # (B, 1)
+    return replace(batch, **padded)
+
+
+class Ranker(nn.Module):
+    """Embeddings, ranking head, loss and the two batching modes; subclasses define `encode`."""
+
+    def __init__(self, config: STCAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.item = nn.Embedding(config.item_buckets, config.id_dim)
+        self.author = nn.Embedding(config.author_buckets, config.id_dim)
+        self.user = nn.Embedding(config.user_buckets, config.id_dim)
+        self.events = EventEmbedding(config, self.item, self.author)
+        self.targets = TargetEmbedding(config, self.item, self.author)
+        self.head = RankingHead(config)
+
+    def encode(self, x: torch.Tensor, hist_mask: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """x (B, L, d), hist_mask (B, L), x_t (B, M, d) -> z (B, M, d)."""
+        raise NotImplementedError
+
+    def forward(self, batch: RequestBatch, mode: str = "rlb") -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (logits (B, M, T), loss). Padded targets get logit 0 and no loss."""
+        if mode == "rlb":
+            logits = self.logits(batch)  # (B, M, T)
+        elif mode == "pointwise":
+            flat, (rows, cols) = pointwise_batch(batch)
+            flat_logits = self.logits(flat)  # (N, 1, T)
+            logits = flat_logits.new_zeros(*batch.target_mask.shape, flat_logits.shape[-1])  # (B, M, T)
+            logits = logits.index_put((rows, cols), flat_logits[:, 0])
+        else:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        with record_function("loss"):
+            loss = masked_bce_loss(logits, batch.labels, batch.target_mask, self.config.loss_weights)
+        return logits, loss
+
+    def logits(self, batch: RequestBatch) -> torch.Tensor:
+        """(B, M, T) logits of the batch as it is (request-level), padded targets set to 0."""
+        batch = _with_nonempty_history_axis(batch)
+        with record_function("embed"):
+            x = self.events(batch)  # (B, L, d)
+            x_t = self.targets(batch)  # (B, M, d)
+            user = self.user(hash_ids(batch.user_id, self.config.user_buckets))  # (B, id_dim)
+        with record_function("encode"):
+            z = self.encode(x, batch.hist_mask, x_t)  # (B, M, d)
+        with record_function("head"):
+            logits = self.head(z, x_t, user)  # (B, M, T)
+        return logits.masked_fill(~batch.target_mask[..., None], 0.0)
+
+    @torch.no_grad()
+    def predict(self, batch: RequestBatch) -> torch.Tensor:
+        """(B, M, T) probabilities in eval mode (the caller's train/eval mode is restored);
+        padded targets read 0.5: mask them with batch.target_mask."""
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.sigmoid(self.logits(batch).float())
+        finally:
+            self.train(was_training)
+
+
+class STCA(Ranker):
+    """The STCA ranker: event/target tokens -> STCAEncoder -> ranking head."""
+
+    def __init__(self, config: STCAConfig) -> None:
+        super().__init__(config)
+        self.encoder = STCAEncoder(config)
+
+    def encode(self, x: torch.Tensor, hist_mask: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x, hist_mask, x_t)

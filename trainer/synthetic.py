@@ -1,0 +1,102 @@
+"""Synthetic `RequestBatch`es built directly as tensors, for tests and benchmarks (no loader, no Spark).
+
+Values follow the contract (loader/batch.py): left-aligned histories, oldest first, event times
+strictly before the request, padding 0 after hist_len / num_targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from loader.batch import RequestBatch
+from schemas.fields import ACTION_BITS, TASKS
+from trainer.config import STCAConfig
+
+REQUEST_TS = 1_767_225_600_000  # 2026-01-01 UTC, ms
+
+
+def random_batch(
+    hist_lens: Sequence[int],
+    num_targets: Sequence[int],
+    *,
+    max_hist: int | None = None,
+    max_targets: int | None = None,
+    num_items: int = 100_000,
+    num_authors: int = 10_000,
+    num_tasks: int = len(TASKS),
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> RequestBatch:
+    """One request per entry of hist_lens / num_targets; L = max_hist or max(hist_lens), same for M."""
+    if len(hist_lens) != len(num_targets):
+        raise ValueError(
+            f"hist_lens and num_targets differ in length: {len(hist_lens)} vs {len(num_targets)}"
+        )
+    g = torch.Generator().manual_seed(seed)
+    b = len(hist_lens)
+    length = max_hist if max_hist is not None else max(hist_lens, default=0)
+    m = max_targets if max_targets is not None else max(num_targets, default=0)
+    if max(hist_lens, default=0) > length or max(num_targets, default=0) > m:
+        raise ValueError(
+            f"padded sizes L={length}, M={m} below the real maxima {max(hist_lens)}, {max(num_targets)}"
+        )
+    hist_len = torch.tensor(list(hist_lens), dtype=torch.int64)
+    n_tgt = torch.tensor(list(num_targets), dtype=torch.int64)
+    hist_mask = torch.arange(length)[None, :] < hist_len[:, None]  # (B, L)
+    tgt_mask = torch.arange(m)[None, :] < n_tgt[:, None]  # (B, M)
+
+    def masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.where(
+            mask if x.dim() == mask.dim() else mask[..., None], x, torch.zeros((), dtype=x.dtype)
+        )
+
+    request_ts = REQUEST_TS + torch.randint(0, 86_400_000, (b,), generator=g)
+    # Gaps between consecutive events (1 s .. 3 days); an event's age is the sum of the real gaps
+    # from it to the newest event, so times increase along the row and stay before the request.
+    gaps = torch.where(hist_mask, torch.randint(1_000, 3 * 86_400_000, (b, length), generator=g), 0)
+    age = gaps.flip(1).cumsum(1).flip(1)  # (B, L)
+    hist_ts = request_ts[:, None] - age  # (B, L)
+    duration = torch.randint(3_000, 120_000, (b, length), generator=g, dtype=torch.int32)
+    watch = (duration.float() * torch.rand(b, length, generator=g) * 1.5).to(torch.int32)
+    return RequestBatch(
+        request_id=[f"r{seed}-{i}" for i in range(b)],
+        user_id=torch.randint(0, 1 << 40, (b,), generator=g),
+        request_ts=request_ts,
+        hist_len=hist_len,
+        hist_item_id=masked(torch.randint(1, num_items, (b, length), generator=g), hist_mask),
+        hist_author_id=masked(torch.randint(1, num_authors, (b, length), generator=g), hist_mask),
+        hist_action=masked(
+            torch.randint(0, 2 ** len(ACTION_BITS), (b, length), generator=g, dtype=torch.int32), hist_mask
+        ),
+        hist_ts=masked(hist_ts, hist_mask),
+        hist_watch_ms=masked(watch, hist_mask),
+        hist_duration_ms=masked(duration, hist_mask),
+        num_targets=n_tgt,
+        tgt_item_id=masked(torch.randint(1, num_items, (b, m), generator=g), tgt_mask),
+        tgt_author_id=masked(torch.randint(1, num_authors, (b, m), generator=g), tgt_mask),
+        tgt_position=masked(torch.arange(m, dtype=torch.int32).expand(b, m).contiguous(), tgt_mask),
+        tgt_duration_ms=masked(
+            torch.randint(3_000, 120_000, (b, m), generator=g, dtype=torch.int32), tgt_mask
+        ),
+        labels=masked(torch.randint(0, 2, (b, m, num_tasks), generator=g).float(), tgt_mask),
+    ).to(device)
+
+
+def tiny_config(**overrides: Any) -> STCAConfig:
+    """A model small enough for unit tests (milliseconds per step)."""
+    values: dict[str, Any] = {
+        "d": 16,
+        "heads": 2,
+        "layers": 3,
+        "id_dim": 8,
+        "item_buckets": 512,
+        "author_buckets": 64,
+        "user_buckets": 64,
+        "time_buckets": 16,
+        "position_buckets": 8,
+        "duration_buckets": 8,
+        "head_hidden": 16,
+    }
+    return STCAConfig(**{**values, **overrides})
