@@ -99,8 +99,21 @@ class RowGroupArrays:
                     )
 
 
+_NUMPY_DTYPES = {torch.int64: np.int64, torch.int32: np.int32, torch.float32: np.float32}
+
+
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, pin: bool) -> torch.Tensor:
-    return torch.zeros(shape, dtype=dtype, pin_memory=pin)
+    """An uninitialized tensor; the collate writes every element (values, then zero padding).
+
+    Host memory comes from pyarrow's pool (jemalloc), which keeps freed blocks for reuse:
+    torch's CPU allocator returns large blocks to the OS, and re-faulting tens of MB of fresh
+    pages per batch cost more than the copy itself. Pinned memory uses torch's caching host
+    allocator, which reuses blocks too."""
+    if pin:
+        return torch.empty(shape, dtype=dtype, pin_memory=True)
+    np_dtype = np.dtype(_NUMPY_DTYPES[dtype])
+    buf = pa.allocate_buffer(max(1, int(np.prod(shape)) * np_dtype.itemsize))
+    return torch.from_numpy(np.frombuffer(buf, dtype=np_dtype, count=int(np.prod(shape))).reshape(shape))
 
 
 def collate(
@@ -125,14 +138,17 @@ def collate(
     hist_np = {n: t.numpy() for n, t in hist.items()}
     tgt_np = {n: t.numpy() for n, t in tgt.items()}
     labels_np = labels.numpy()
+    labels_np.fill(0)
     for i, (g, r) in enumerate(rows):
         k, m = hist_len[i], num_targets[i]
         for n, out in hist_np.items():
             end = g.offsets[n][r + 1]
             out[i, :k] = g.values[n][end - k : end]  # the most recent k events, oldest first
+            out[i, k:] = 0
         for n, out in tgt_np.items():
             start = g.offsets[n][r]
             out[i, :m] = g.values[n][start : start + m]
+            out[i, m:] = 0
         for t, n in enumerate(LABEL_COLUMN_NAMES):
             start = g.offsets[n][r]
             labels_np[i, :m, t] = g.values[n][start : start + m]
@@ -158,12 +174,14 @@ class ShuffleBuffer:
     Holds at least `capacity` rows while the stream lasts, so a batch mixes the requests of many
     users from several row groups (the table is clustered by user, DESIGN.md §7)."""
 
-    def __init__(self, capacity: int, rng: np.random.Generator | None) -> None:
+    def __init__(self, capacity: int, rng: np.random.Generator | None, by_length: bool = False) -> None:
         self.capacity = capacity
-        self.rng = rng  # None: keep stream order (evaluation)
+        self.rng = rng  # None: no shuffling (evaluation)
+        self.by_length = by_length  # without rng: shortest histories first, so batches pad little
         self._groups: list[RowGroupArrays] = []
         self._group_ids = np.zeros(0, np.int64)
         self._row_ids = np.zeros(0, np.int64)
+        self._lengths = np.zeros(0, np.int64)
         self._peeked = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
@@ -178,11 +196,18 @@ class ShuffleBuffer:
         gid = len(self._groups) - 1
         self._group_ids = np.concatenate([self._group_ids, np.full(group.num_rows, gid)])
         self._row_ids = np.concatenate([self._row_ids, np.arange(group.num_rows)])
+        if group.num_rows:
+            self._lengths = np.concatenate([self._lengths, group.scalars["hist_len"].astype(np.int64)])
 
     def peek(self, n: int) -> list[tuple[RowGroupArrays, int]]:
         """The next min(n, len) rows in draw order, not yet removed (see take_peeked)."""
         n = min(n, len(self))
-        self._peeked = np.arange(n) if self.rng is None else self.rng.choice(len(self), size=n, replace=False)
+        if self.rng is not None:
+            self._peeked = self.rng.choice(len(self), size=n, replace=False)
+        elif self.by_length:
+            self._peeked = np.argsort(self._lengths, kind="stable")[:n]
+        else:
+            self._peeked = np.arange(n)
         return [(self._groups[g], int(r)) for g, r in zip(self._group_ids[self._peeked], self._row_ids[self._peeked], strict=True)]
 
     def take_peeked(self, n: int) -> list[tuple[RowGroupArrays, int]]:
@@ -191,7 +216,7 @@ class ShuffleBuffer:
         out = [(self._groups[g], int(r)) for g, r in zip(self._group_ids[picked], self._row_ids[picked], strict=True)]
         keep = np.ones(len(self), bool)
         keep[picked] = False
-        self._group_ids, self._row_ids = self._group_ids[keep], self._row_ids[keep]
+        self._group_ids, self._row_ids, self._lengths = self._group_ids[keep], self._row_ids[keep], self._lengths[keep]
         self._peeked = np.zeros(0, np.int64)
         self._release_consumed_groups()
         return out

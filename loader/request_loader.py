@@ -50,6 +50,7 @@ class LoaderConfig:
     shuffle: bool = True  # seeded row-group order and a row shuffle buffer; False: file order (evaluation)
     seed: int = 0  # with the epoch, fixes the order, the sampled lengths and therefore every batch
     shuffle_buffer: int = 2_048  # rows held for mixing (memory: rows x mean history x ~36 bytes)
+    group_by_length: bool | None = None  # without shuffle, batch similar history lengths (less padding); default on
     length_sampling: LengthSampling | None = None  # training: random recent suffixes; None keeps all
     max_history: int | None = None  # cap on events kept per request (e.g. an inference length)
     token_budget: int | None = None  # close a batch once its history tokens would exceed this
@@ -283,7 +284,9 @@ class _Producer:
             sizes = batch_sizes(per_rank, cfg.batch_size, cfg.rank) if cfg.token_budget is None else None
             lengths = self._lengths(expected)
             rng = np.random.default_rng([cfg.seed, self.epoch, cfg.rank]) if cfg.shuffle else None
-            buffer = ShuffleBuffer(max(cfg.shuffle_buffer, cfg.batch_size) if cfg.shuffle else cfg.batch_size, rng)
+            by_length = not cfg.shuffle and cfg.group_by_length is not False
+            capacity = max(cfg.shuffle_buffer, cfg.batch_size) if cfg.shuffle or by_length else cfg.batch_size
+            buffer = ShuffleBuffer(capacity, rng, by_length)
             stream = iter(reader)
             exhausted, emitted, batch_index = False, 0, 0
             while not self._stop.is_set():

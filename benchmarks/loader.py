@@ -1,0 +1,175 @@
+"""Loader throughput: requests/s and history tokens/s, from one Delta snapshot's files.
+
+    python -m benchmarks.loader --quick        # a few minutes on 2 cores -> results/loader-quick.json
+    python -m benchmarks.loader                # larger -> results/loader.json
+    python -m benchmarks.loader --table warehouse/request_samples   # an existing table
+
+(a) pyarrow `read_table` of the same files: the ceiling (decode only, no tensors);
+(b) RequestLoader, evaluation mode (full histories up to 10k, file order);
+(c) RequestLoader, training mode (Beta-sampled suffixes, mean 2k, shuffled);
+(d) plain petastorm: a TransformSpec padding every list to 10,000 and its BatchedDataLoader;
+(e) petastorm with the ragged handling in a TransformSpec (pad to the row group's maximum),
+    the alternative to collating from Arrow in the loader.
+Each is warmed up (page cache) and the best of --repeats runs is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from benchmarks.common import RESULTS, write_result
+from loader import LengthSampling, LoaderConfig, RequestLoader, resolve_snapshot
+from loader.batch import HISTORY_FIELDS, TARGET_FIELDS
+from loader.collate import LOADER_COLUMNS
+from loader.synthetic import SyntheticSamples, write_synthetic_samples
+from schemas.fields import LABEL_COLUMN_NAMES
+
+SIZES = {
+    "quick": SyntheticSamples(num_requests=1_200, dates=("2026-01-01", "2026-01-02"), rows_per_group=200),
+    "full": SyntheticSamples(num_requests=5_000, dates=("2026-01-01", "2026-01-02"), rows_per_group=500),
+}
+PAD_TO = 10_000
+LIST_COLUMNS = (*HISTORY_FIELDS, *TARGET_FIELDS, *LABEL_COLUMN_NAMES)
+
+
+def best_of(repeats: int, fn: Callable[[], tuple[int, int]]) -> dict[str, float]:
+    fn()  # warm-up: page cache, imports, thread start
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        requests, tokens = fn()
+        seconds = time.perf_counter() - t0
+        if not best or seconds < best["seconds"]:
+            best = {"seconds": round(seconds, 3), "requests": requests, "history_tokens": tokens,
+                    "requests_per_s": round(requests / seconds, 1), "tokens_per_s": round(tokens / seconds)}
+    return best
+
+
+def pyarrow_ceiling(files: list[str]) -> tuple[int, int]:
+    requests = tokens = 0
+    for f in files:
+        t = pq.read_table(f, columns=list(LOADER_COLUMNS))
+        requests += t.num_rows
+        tokens += int(np.asarray(t.column("hist_len")).sum())
+    return requests, tokens
+
+
+def our_loader(table: str, version: int, cfg: LoaderConfig) -> tuple[int, int]:
+    requests = tokens = 0
+    for batch in RequestLoader(table, cfg, version=version):
+        requests += batch.size
+        tokens += batch.num_history_tokens
+    return requests, tokens
+
+
+def _pad_spec(to_row_group_max: bool) -> Any:
+    from petastorm.transform import TransformSpec
+    from petastorm.unischema import UnischemaField
+
+    def pad(df: Any) -> Any:
+        import numpy as np
+
+        for name in LIST_COLUMNS:
+            width = max((len(v) for v in df[name]), default=0) if to_row_group_max else (PAD_TO if name.startswith("hist_") else 32)
+            out = np.zeros((len(df), width), dtype=np.int64)
+            for i, v in enumerate(df[name]):
+                n = min(len(v), width)
+                out[i, :n] = v[len(v) - n :]
+            df[name] = list(out)
+        return df
+
+    fields = [UnischemaField(n, np.int64, (None,) if to_row_group_max else (PAD_TO if n.startswith("hist_") else 32,), None, False)
+              for n in LIST_COLUMNS]
+    return TransformSpec(pad, edit_fields=fields, removed_fields=["request_id"])
+
+
+def plain_petastorm(files: list[str], batch_size: int, to_row_group_max: bool) -> tuple[int, int]:
+    from petastorm import make_batch_reader
+    from petastorm.pytorch import BatchedDataLoader
+
+    urls = [f"file://{f}" for f in files]
+    requests = tokens = 0
+    reader = make_batch_reader(urls, schema_fields=list(LOADER_COLUMNS), transform_spec=_pad_spec(to_row_group_max),
+                               reader_pool_type="dummy", shuffle_row_groups=False, num_epochs=1)
+    try:
+        if to_row_group_max:
+            # Rows of different row groups have different widths: batch per row group.
+            for rows in reader:
+                requests += len(rows.hist_len)
+                tokens += int(np.asarray(rows.hist_len).sum())
+        else:
+            for batch in BatchedDataLoader(reader, batch_size=batch_size):
+                requests += int(batch["hist_len"].shape[0])
+                tokens += int(batch["hist_len"].sum())
+    finally:
+        reader.stop()
+        reader.join()
+    return requests, tokens
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(prog="benchmarks.loader", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small data: a few minutes on 2 cores")
+    p.add_argument("--table", default=None, help="benchmark an existing request_samples table instead of synthetic data")
+    p.add_argument("--workdir", default=".cache/bench-loader", help="scratch folder for the synthetic table (deleted first)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2, help="petastorm reader threads")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--train-mean", type=float, default=2_000.0, help="mean sampled history length in training mode")
+    p.add_argument("--skip-plain", action="store_true", help="skip (d) and (e), the slow petastorm baselines")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    size = "quick" if args.quick else "full"
+    if args.table:
+        table = args.table
+    else:
+        table = str(Path(args.workdir) / "request_samples")
+        shutil.rmtree(args.workdir, ignore_errors=True)
+        t0 = time.perf_counter()
+        write_synthetic_samples(table, SIZES[size])
+        print(f"wrote {table} ({time.perf_counter() - t0:.1f} s)")
+    snap = resolve_snapshot(table)
+    files = snap.files
+    l_max = PAD_TO
+    results: dict[str, Any] = {}
+    print("(a) pyarrow read_table ...")
+    results["a_pyarrow_read_table"] = best_of(args.repeats, lambda: pyarrow_ceiling(files))
+    print("(b) loader, evaluation mode ...")
+    eval_cfg = LoaderConfig(batch_size=args.batch_size, shuffle=False, workers=args.workers)
+    results["b_loader_eval_full"] = best_of(args.repeats, lambda: our_loader(table, snap.version, eval_cfg))
+    print("(c) loader, training mode ...")
+    train_cfg = LoaderConfig(batch_size=args.batch_size, seed=1, workers=args.workers,
+                             length_sampling=LengthSampling(l_max=l_max, mean=args.train_mean))
+    results["c_loader_train_mean_2k"] = best_of(args.repeats, lambda: our_loader(table, snap.version, train_cfg))
+    if not args.skip_plain:
+        print("(d) plain petastorm, padded to 10k ...")
+        results["d_petastorm_pad_10k"] = best_of(1, lambda: plain_petastorm(files, args.batch_size, False))
+        print("(e) petastorm, TransformSpec padding to the row-group maximum ...")
+        results["e_petastorm_transformspec_rowgroup_max"] = best_of(1, lambda: plain_petastorm(files, args.batch_size, True))
+    a = results["a_pyarrow_read_table"]["requests_per_s"]
+    ratios = {f"{k}_vs_pyarrow": round(v["requests_per_s"] / a, 3) for k, v in results.items() if k != "a_pyarrow_read_table"}
+    if "d_petastorm_pad_10k" in results:
+        ratios["b_vs_d"] = round(results["b_loader_eval_full"]["requests_per_s"] / results["d_petastorm_pad_10k"]["requests_per_s"], 2)
+    payload = {"size": size if not args.table else "table", "table": table, "version": snap.version,
+               "files": len(files), "requests": snap.num_records, "batch_size": args.batch_size,
+               "workers": args.workers, "results": results, "ratios": ratios,
+               "targets": {"b_vs_a": ">= 0.7", "b_vs_d": "well above 1"}}
+    out = args.out or RESULTS / ("loader-quick.json" if args.quick and not args.table else "loader.json")
+    path = write_result("loader", payload, out)
+    for k, v in results.items():
+        print(f"{k:42s} {v['requests_per_s']:>10.1f} req/s {v['tokens_per_s']:>14,} tokens/s")
+    print("ratios:", ratios)
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()
