@@ -16,6 +16,7 @@ Two changes to petastorm 0.13.1's batch reader, both through its public extensio
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ from .errors import DataFileError
 # warns on every call; the warnings say nothing actionable to our users.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"loader\.petastorm_io$")
+
+# ... and logs at INFO, per reader, that a plain Parquet table has no petastorm metadata.
+logging.getLogger("petastorm").setLevel(logging.WARNING)
 
 POOLS = ("thread", "dummy")
 SOURCE_KEY = b"rlb.source"  # schema metadata key naming a published row group's file

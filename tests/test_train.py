@@ -1,0 +1,83 @@
+"""The training loop: a run end to end, exact resume, and data parallel with two gloo processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from loader.synthetic import SyntheticSamples, write_synthetic_samples
+from trainer.train import TrainConfig, get_lr, main, train
+
+pytestmark = pytest.mark.timeout(300)
+
+TINY_MODEL = {"d": 16, "heads": 2, "layers": 1, "id_dim": 8, "head_hidden": 16,
+              "item_buckets": 1024, "author_buckets": 256, "user_buckets": 256}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = str(tmp_path_factory.mktemp("train") / "request_samples")
+    write_synthetic_samples(path, SyntheticSamples(num_requests=96, dates=("2026-01-01", "2026-01-02"), l_max=300,
+                                                   mean_hist=60, max_targets=4, rows_per_group=24))
+    return path
+
+
+def config(table: str, out: Path, **kw: object) -> TrainConfig:
+    base: dict[str, object] = dict(table=table, out=str(out), train_to="2026-01-01", eval_date="2026-01-02",
+                                   steps=6, batch_size=8, warmup=2, length_min=8, length_max=300, length_mean=40.0,
+                                   eval_lengths=(16, 300), checkpoint_every=3, model_config=TINY_MODEL, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_get_lr_warms_up_then_decays_to_the_floor() -> None:
+    cfg = TrainConfig(table="t", out="o", lr=1.0, warmup=10, steps=110, min_lr_ratio=0.1)
+    assert get_lr(0, cfg) == pytest.approx(0.1) and get_lr(9, cfg) == pytest.approx(1.0)
+    assert get_lr(60, cfg) == pytest.approx(0.55) and get_lr(110, cfg) == pytest.approx(0.1)
+
+
+def test_train_writes_metrics_per_task_and_inference_length(table: str, tmp_path: Path) -> None:
+    result = main(["--table", table, "--out", str(tmp_path / "run"), "--train-to", "2026-01-01",
+                   "--eval-date", "2026-01-02", "--steps", "4", "--batch-size", "8", "--length-max", "300",
+                   "--length-min", "8", "--length-mean", "40", "--eval-lengths", "16,300", "--device", "cpu",
+                   "--model-config", json.dumps(TINY_MODEL)])
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert written["train"]["steps"] == 4 == result["train"]["steps"]
+    assert set(written["eval"]) == {"16", "300"}
+    assert set(written["eval"]["300"]) == set(written["model_config"]["tasks"])
+    assert {"auc", "gauc", "logloss"} <= set(written["eval"]["300"]["finish"])
+    assert written["table_version"] == 0 and (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(table: str, tmp_path: Path) -> None:
+    full = config(table, tmp_path / "full", eval_date=None)
+    train(full)
+    half = config(table, tmp_path / "half", eval_date=None, stop_at=2, checkpoint_every=100)
+    train(half)
+    resumed = config(table, tmp_path / "half", eval_date=None, resume=str(tmp_path / "half" / "checkpoint.pt"))
+    train(resumed)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    assert json.loads(a["loader_state"]) == json.loads(b["loader_state"])
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_data_parallel_with_two_gloo_processes(table: str, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+           "-m", "trainer.train", "--table", table, "--out", str(out), "--train-to", "2026-01-01",
+           "--eval-date", "2026-01-02", "--steps", "3", "--batch-size", "8", "--length-max", "300", "--length-min", "8",
+           "--length-mean", "40", "--eval-lengths", "300", "--device", "cpu", "--model-config", json.dumps(TINY_MODEL)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["train"]["steps"] == 3

@@ -1,0 +1,265 @@
+"""Train a ranker on `request_samples` with request-level batching, then evaluate it on a held-out
+date at several inference lengths.
+
+    python -m trainer.train --table warehouse/request_samples --train-to 2026-01-02 \\
+        --eval-date 2026-01-03 --model stca --steps 500 --out runs/stca
+    torchrun --nproc-per-node 2 -m trainer.train ...      # data parallel (gloo on CPU, nccl on CUDA)
+    python -m trainer.train ... --resume runs/stca/checkpoint.pt
+
+Training uses length-extrapolative sampling (random recent suffixes, mean --length-mean);
+evaluation keeps the most recent n events for each n in --eval-lengths. Writes
+<out>/metrics.json (config, Delta versions read, throughput, per-task AUC / GAUC / log loss per
+length) and <out>/checkpoint.pt (model, optimizer, scheduler, step, loader state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from loader import LengthSampling, LoaderConfig, RequestLoader
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.config import STCAConfig
+from trainer.metrics import MetricAccumulator
+from trainer.model import Ranker
+from trainer.registry import MODELS, build_model
+
+log = logging.getLogger("trainer.train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    table: str  # request_samples location
+    out: str  # run folder: metrics.json, checkpoint.pt
+    train_from: str | None = None  # first training date (inclusive)
+    train_to: str | None = None  # last training date (inclusive)
+    eval_date: str | None = None  # held-out date; None skips evaluation
+    version: int | None = None  # pinned table version (default: the latest)
+    model: str = "stca"  # one of trainer.registry.MODELS
+    mode: str = "rlb"  # "rlb" or "pointwise" (same loss, for comparison)
+    steps: int = 200  # optimizer steps (epochs repeat as needed)
+    batch_size: int = 64  # requests per batch
+    lr: float = 1e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    warmup: int = 20  # linear warm-up steps
+    weight_decay: float = 0.01
+    clip: float = 1.0  # gradient-norm clip
+    length_mean: float | None = 2_000.0  # mean sampled history length; None trains on full histories
+    length_min: int = 64
+    length_max: int = 10_000
+    length_alpha: float = 0.2
+    eval_lengths: tuple[int, ...] = (512, 2_048, 5_000, 10_000)
+    eval_batch_size: int = 64
+    seed: int = 0
+    checkpoint_every: int = 100  # steps between checkpoints (and at the end)
+    resume: str | None = None  # checkpoint to continue from
+    stop_at: int | None = None  # end this invocation at this step (a time-limited slot); resume later
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    model_config: dict[str, Any] = field(default_factory=dict)  # STCAConfig overrides (d, heads, layers, ...)
+
+
+def get_lr(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to cfg.lr * min_lr_ratio at cfg.steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """torchrun's environment -> a process group (nccl on CUDA, gloo on CPU); else one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+def train_loader(cfg: TrainConfig, d: Dist, device: torch.device) -> RequestLoader:
+    sampling = (
+        None if cfg.length_mean is None
+        else LengthSampling(l_min=cfg.length_min, l_max=cfg.length_max, mean=cfg.length_mean, alpha=cfg.length_alpha)
+    )
+    lc = LoaderConfig(batch_size=cfg.batch_size, seed=cfg.seed, length_sampling=sampling, rank=d.rank,
+                      world_size=d.world_size, device=str(device))
+    return RequestLoader(cfg.table, lc, version=cfg.version, date_from=cfg.train_from, date_to=cfg.train_to)
+
+
+@torch.no_grad()
+def evaluate(model: Ranker, cfg: TrainConfig, version: int, device: torch.device) -> dict[str, Any]:
+    """Per inference length: per-task AUC, GAUC, log loss on the eval date (full pass, one process)."""
+    out: dict[str, Any] = {}
+    for n in cfg.eval_lengths:
+        lc = LoaderConfig(batch_size=cfg.eval_batch_size, shuffle=False, max_history=n, device=str(device))
+        acc = MetricAccumulator(model.config.tasks)
+        with autocast(device):
+            for batch in RequestLoader(cfg.table, lc, version=version, date_from=cfg.eval_date, date_to=cfg.eval_date):
+                acc.update(batch, model.predict(batch))
+        out[str(n)] = acc.compute()
+    return out
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA; a no-op context on CPU (CPU autocast is slower than fp32 here)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    if cfg.model not in MODELS:
+        raise ValueError(f"--model must be one of {sorted(MODELS)}, got {cfg.model!r}")
+    d0 = Dist(local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(cfg.device, d0.local_rank)
+    d = init_distributed(device)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_config = STCAConfig(**cfg.model_config)
+    model = build_model(cfg.model, model_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr(s, cfg) / cfg.lr)
+    loader = train_loader(cfg, d, device)
+    step = 0
+    if cfg.resume:
+        ckpt = load_checkpoint(cfg.resume, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device)
+        if ckpt.model_name != cfg.model:
+            raise ValueError(f"checkpoint {cfg.resume} holds a {ckpt.model_name!r} model, not {cfg.model!r}")
+        step = ckpt.step
+        loader.load_state_dict(ckpt.loader_state)
+        log.info("resumed from %s at step %d (loader %s)", cfg.resume, step, ckpt.loader_state)
+    ddp: torch.nn.Module = model
+    if d.world_size > 1:
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      find_unused_parameters=cfg.model != "stca")
+    model.train()
+    losses: list[float] = []
+    requests = tokens = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.model}", disable=not d.main, unit="step")
+    while step < cfg.steps:
+        for batch in loader:
+            with autocast(device):
+                _, loss = ddp(batch, cfg.mode)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(float(loss.detach()))
+            requests, tokens = requests + batch.size, tokens + batch.num_history_tokens
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _checkpoint(out, model, model_config, cfg, step, optimizer, scheduler, loader, d)
+            if step >= cfg.steps or step == cfg.stop_at:
+                break
+        if step == cfg.stop_at:
+            _checkpoint(out, model, model_config, cfg, step, optimizer, scheduler, loader, d)
+            break
+    bar.close()
+    seconds = time.perf_counter() - t0
+    result: dict[str, Any] = {
+        "config": asdict(cfg),
+        "model_config": model_config.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "table_version": loader.version,
+        "world_size": d.world_size,
+        "device": str(device),
+        "train": {
+            "steps": step,
+            "seconds": round(seconds, 2),
+            "requests_per_s": round(requests * d.world_size / seconds, 1) if seconds else None,
+            "history_tokens_per_s": round(tokens * d.world_size / seconds) if seconds else None,
+            "loss_first": losses[0] if losses else None,
+            "loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
+        },
+    }
+    if cfg.eval_date and d.main:
+        result["eval"] = evaluate(model, cfg, loader.version, device)
+    if d.main:
+        (out / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+        log.info("wrote %s", out / "metrics.json")
+    if d.world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+def _checkpoint(out: Path, model: Ranker, model_config: STCAConfig, cfg: TrainConfig, step: int,
+                optimizer: torch.optim.Optimizer, scheduler: Any, loader: RequestLoader, d: Dist) -> None:
+    if d.main:  # ranks hold identical weights; each rank's loader position differs only by rank
+        save_checkpoint(out / "checkpoint.pt", model=model, config=model_config, step=step, model_name=cfg.model,
+                        optimizer=optimizer, scheduler=scheduler, loader_state=loader.state_dict())
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    p = argparse.ArgumentParser(prog="trainer.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = TrainConfig(table="", out="")
+    p.add_argument("--table", required=True, help="request_samples Delta table")
+    p.add_argument("--out", required=True, help="run folder for metrics.json and checkpoint.pt")
+    p.add_argument("--train-from", default=None, help="first training date, YYYY-MM-DD")
+    p.add_argument("--train-to", default=None, help="last training date, YYYY-MM-DD")
+    p.add_argument("--eval-date", default=None, help="held-out date to evaluate on")
+    p.add_argument("--version", type=int, default=None, help="pinned table version (default: latest)")
+    p.add_argument("--model", default=defaults.model, choices=sorted(MODELS))
+    p.add_argument("--mode", default=defaults.mode, choices=("rlb", "pointwise"))
+    for name in ("steps", "batch_size", "warmup", "length_min", "length_max", "eval_batch_size", "seed", "checkpoint_every"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    for name in ("lr", "min_lr_ratio", "weight_decay", "clip", "length_alpha"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    p.add_argument("--length-mean", type=float, default=defaults.length_mean,
+                   help="mean sampled history length in training; 0 trains on full histories")
+    p.add_argument("--eval-lengths", default=",".join(map(str, defaults.eval_lengths)), help="comma-separated")
+    p.add_argument("--resume", default=None, help="checkpoint.pt to continue from")
+    p.add_argument("--stop-at", type=int, default=None, help="end this invocation at this step (checkpointed)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model-config", default="{}", help='JSON STCAConfig overrides, e.g. {"d": 64, "layers": 2}')
+    a = p.parse_args(argv)
+    return TrainConfig(
+        table=a.table, out=a.out, train_from=a.train_from, train_to=a.train_to, eval_date=a.eval_date,
+        version=a.version, model=a.model, mode=a.mode, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+        min_lr_ratio=a.min_lr_ratio, warmup=a.warmup, weight_decay=a.weight_decay, clip=a.clip,
+        length_mean=a.length_mean or None, length_min=a.length_min, length_max=a.length_max,
+        length_alpha=a.length_alpha, eval_lengths=tuple(int(x) for x in a.eval_lengths.split(",") if x),
+        eval_batch_size=a.eval_batch_size, seed=a.seed, checkpoint_every=a.checkpoint_every, resume=a.resume, stop_at=a.stop_at,
+        device=a.device, model_config=json.loads(a.model_config),
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
