@@ -41,9 +41,9 @@ class DIN(Ranker):
     folds into A and C), so only the product term is built per (target, event). Weights are
     softmax-normalised (the original sums raw weights; softmax keeps the scale independent of L)."""
 
-    def __init__(self, config: STCAConfig) -> None:
+    def __init__(self, config: STCAConfig, *, unit_hidden: int = 64) -> None:
         super().__init__(config)
-        d, a = config.d, config.head_hidden
+        d, a = config.d, unit_hidden  # the activation unit is small (80 -> 40 in the DIN paper)
         self.history_proj = nn.Linear(d, a, bias=False)  # A (absorbs the x_h part of x_h - x_t)
         self.target_proj = nn.Linear(d, a)  # C (absorbs the -x_t part) and the bias
         self.product_proj = nn.Linear(d, a, bias=False)  # P

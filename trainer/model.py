@@ -35,6 +35,7 @@ MODES: tuple[str, ...] = get_args(Mode)
 
 # 0x9E3779B97F4A7C15 (2**64 / golden ratio) as a signed int64: int64 products wrap mod 2**64.
 _HASH_MULTIPLIER = -7046029254386353131
+_DURATION_BUCKETS_PER_OCTAVE = 2  # target duration buckets: 0-1 s, 1-1.8 s, 1.8-3 s, 3-4.7 s, ...
 
 
 class SwiGLU(nn.Module):
@@ -127,7 +128,12 @@ class TargetEmbedding(nn.Module):
         """-> (B, M, d)"""
         c = self.config
         position = batch.tgt_position.long().clamp(0, c.position_buckets - 1)
-        duration = log_buckets(batch.tgt_duration_ms, unit=1000.0, per_octave=2, buckets=c.duration_buckets)
+        duration = log_buckets(
+            batch.tgt_duration_ms,
+            unit=1000.0,
+            per_octave=_DURATION_BUCKETS_PER_OCTAVE,
+            buckets=c.duration_buckets,
+        )
         feats = torch.cat(
             [
                 self.item(hash_ids(batch.tgt_item_id, c.item_buckets)),

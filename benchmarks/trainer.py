@@ -1,0 +1,435 @@
+"""Trainer benchmark: what RLB and STCA buy, on synthetic request batches.
+
+(a) training step time (forward, backward, AdamW) of STCA in RLB vs point-wise mode at m targets
+    and history length L, for both attention paths (target: RLB >= 0.8 m x faster);
+(b) forward+backward time and peak memory of STCA vs full self-attention over [history; target]
+    at L = 1k .. 10k (targets: >= 20x at 10k; STCA time(10k) / time(1k) <= 11);
+(c) CUDA only: bf16 autocast training throughput and model FLOPs utilization (matmul FLOPs counted
+    analytically, see `stca_flops`).
+
+    python -m benchmarks.trainer --quick          # CPU here, a few minutes -> results/trainer-quick.json
+    python -m benchmarks.trainer                  # larger sizes (and (c) on CUDA) -> results/trainer.json
+
+Every knob has a flag; the seed is fixed; each measurement warms up first and reports the median.
+On CPU, memory is the peak resident-set growth during the measured steps (sampled every 2 ms by a
+thread); on CUDA it is torch.cuda.max_memory_allocated above the pre-step level."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import torch
+
+from benchmarks.common import RESULTS, write_result
+from loader.batch import RequestBatch
+from trainer.config import STCAConfig
+from trainer.registry import build_model
+from trainer.synthetic import random_batch
+
+# Dense bf16 tensor-core peak per GPU name fragment (no sparsity), for MFU.
+PEAK_BF16_TFLOPS: dict[str, float] = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+
+
+@dataclass
+class Measurement:
+    ms: float  # median wall time of one step
+    ms_all: list[float]
+    peak_mib: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ms": round(self.ms, 2),
+            "ms_all": [round(x, 2) for x in self.ms_all],
+            "peak_mib": None if math.isnan(self.peak_mib) else round(self.peak_mib, 1),
+        }
+
+
+class PeakRSS:
+    """Peak RSS growth (MiB) of this process while active, sampled by a background thread."""
+
+    def __init__(self, interval_s: float = 0.002) -> None:
+        self.interval_s, self.peak, self.base = interval_s, 0, 0
+        self._stop = threading.Event()
+        self._proc = psutil.Process()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> PeakRSS:
+        self.base = self.peak = self._proc.memory_info().rss
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def measure(step: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> Measurement:
+    """Median time of `step` after `warmup` calls; on CUDA also the peak memory of the measured calls
+    (on CPU see `probe_cpu_memory`: RSS in this process keeps freed memory and says little)."""
+    cuda = device.type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    times: list[float] = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        step()
+        sync()
+        times.append((time.perf_counter() - t) * 1e3)
+    peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if device.type == "cuda" else math.nan
+    return Measurement(statistics.median(times), times, peak)
+
+
+def probe_cpu_memory(spec: dict[str, Any]) -> float:
+    """Peak RSS growth (MiB) of one step of `spec` in a fresh process. glibc keeps freed memory
+    for reuse, so RSS in a long-lived process misses the peak; the child sets
+    MALLOC_MMAP_THRESHOLD_ so tensor memory is mmapped and returned on free, and measures from
+    the RSS after model and batch are built."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    cmd = [sys.executable, "-m", "benchmarks.trainer", "--memory-probe", json.dumps(spec)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"])
+
+
+def _memory_probe_main(spec: dict[str, Any]) -> None:
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(spec["seed"])
+    config = STCAConfig.from_dict(spec["config"])
+    batch = random_batch(
+        [spec["hist_len"]] * spec["batch_size"], [spec["targets"]] * spec["batch_size"], seed=spec["seed"]
+    )
+    model = build_model(spec["model"], config)
+    step = train_step(
+        model, batch, spec["mode"], torch.device("cpu"), spec["dtype"], optimizer=spec["optimizer"]
+    )
+    step()  # warm-up: lazy initialisation is not the model's memory; its freed tensors went back to the OS
+    with PeakRSS() as rss:
+        step()
+    print(json.dumps({"peak_mib": rss.mib}))
+
+
+def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
+    if dtype == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(
+    model: torch.nn.Module,
+    batch: RequestBatch,
+    mode: str,
+    device: torch.device,
+    dtype: str,
+    optimizer: bool = True,
+) -> Callable[[], None]:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if optimizer else None
+
+    def step() -> None:
+        with autocast(device, dtype):
+            _, loss = model(batch, mode=mode)
+        loss.backward()
+        if opt is not None:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+
+    return step
+
+
+def stca_flops(c: STCAConfig, hist_len: int, targets: int) -> float:
+    """Forward matmul FLOPs of STCA for one request (2 per multiply-add); training is ~3x this.
+    Elementwise work (LN, softmax, SwiGLU gate) is left out, as MFU conventions do."""
+    d, h, e, n, a, hidden = c.d, c.heads, c.id_dim, c.layers, c.head_hidden, c.hidden
+    big_l, m = hist_len, targets
+    swiglu = 6 * d * hidden  # up (d -> 2 hidden) + down (hidden -> d), per token
+    f = big_l * 2 * 3 * e * d + m * 2 * 4 * e * d  # event and target fusions
+    f += n * big_l * swiglu  # history transforms: shared by the m targets
+    f += n * m * swiglu  # query transforms
+    f += sum(m * 2 * (i + 1) * d * d for i in range(1, n))  # query fusions W_C
+    if c.attention == "shortcut":
+        f += n * m * (4 * 2 * d * d + 2 * 2 * h * big_l * d)  # W_Q, u, W_V, W_O; scores and alpha X~ per head
+    else:
+        f += n * (big_l * 2 * 2 * d * d + m * 2 * 2 * d * d + m * 2 * 2 * big_l * d)  # K, V; Q, O; scores, AV
+    f += m * (2 * (n + 1) * d * d + swiglu)  # output fusion W_Z and SwiGLU
+    f += m * 2 * ((2 * d + e) * a + a * a + a * c.num_tasks)  # ranking head
+    return float(f)
+
+
+def model_config(args: argparse.Namespace, **overrides: Any) -> STCAConfig:
+    values: dict[str, Any] = {
+        "d": args.d,
+        "heads": args.heads,
+        "layers": args.layers,
+        "id_dim": args.id_dim,
+        "item_buckets": args.item_buckets,
+        "author_buckets": args.item_buckets // 4,
+        "user_buckets": args.item_buckets // 4,
+        "head_hidden": args.head_hidden,
+    }
+    return STCAConfig(**{**values, **overrides})
+
+
+def run_case(
+    args: argparse.Namespace,
+    device: torch.device,
+    *,
+    model_name: str,
+    config: STCAConfig,
+    batch_size: int,
+    targets: int,
+    hist_len: int,
+    mode: str,
+    optimizer: bool,
+    repeats: int,
+) -> Measurement:
+    """Time one (model, sizes, mode) case; on CPU add its peak memory from a fresh process."""
+    batch = random_batch([hist_len] * batch_size, [targets] * batch_size, seed=args.seed).to(device)
+    torch.manual_seed(args.seed)
+    model = build_model(model_name, config).to(device)
+    r = measure(train_step(model, batch, mode, device, args.dtype, optimizer), device, args.warmup, repeats)
+    del model, batch
+    if device.type == "cpu" and args.memory:
+        spec = {
+            "model": model_name, "config": config.to_dict(), "batch_size": batch_size, "targets": targets,
+            "hist_len": hist_len, "mode": mode, "optimizer": optimizer, "dtype": args.dtype,
+            "seed": args.seed, "threads": torch.get_num_threads(),
+        }  # fmt: skip
+        r.peak_mib = probe_cpu_memory(spec)
+    return r
+
+
+def bench_rlb_vs_pointwise(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """(a): one training step, RLB vs point-wise, per attention path."""
+    b, m, length = args.batch_size, args.targets, args.hist_len
+    out: dict[str, Any] = {"batch_size": b, "targets": m, "hist_len": length, "dtype": args.dtype}
+    for attention in args.attention:
+        config = model_config(args, attention=attention)
+        row: dict[str, Any] = {"config": config.to_dict()}
+        for mode in ("rlb", "pointwise"):
+            r = run_case(
+                args, device, model_name="stca", config=config, batch_size=b, targets=m, hist_len=length,
+                mode=mode, optimizer=True, repeats=args.repeats,
+            )  # fmt: skip
+            row[mode] = r.as_dict()
+            print(
+                f"(a) {attention:8s} {mode:9s} B={b} m={m} L={length}: {r.ms:9.1f} ms  peak {r.peak_mib:8.1f} MiB"
+            )
+        row["speedup"] = round(row["pointwise"]["ms"] / row["rlb"]["ms"], 2)
+        row["target_speedup"] = 0.8 * m
+        row["meets_target"] = row["speedup"] >= 0.8 * m
+        row["model_flops_rlb"] = 3 * b * stca_flops(config, length, m)
+        row["model_flops_pointwise"] = 3 * b * m * stca_flops(config, length, 1)
+        out[attention] = row
+    for mode in ("rlb", "pointwise"):
+        ms = {a: out[a][mode]["ms"] for a in args.attention}
+        out[f"fastest_attention_{mode}"] = min(ms, key=lambda k: ms[k])
+    return out
+
+
+def bench_length_scaling(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """(b): forward+backward of STCA vs full self-attention as L grows (same batch, same config)."""
+    b, m = args.scaling_batch_size, args.scaling_targets
+    # Small id tables: this section is about the encoder's cost in L, not the (L-independent) tables.
+    config = model_config(
+        args, d=args.scaling_d, heads=args.scaling_heads, layers=args.scaling_layers,
+        item_buckets=4096, author_buckets=1024, user_buckets=1024,
+    )  # fmt: skip
+    out: dict[str, Any] = {
+        "batch_size": b,
+        "targets": m,
+        "config": config.to_dict(),
+        "dtype": args.dtype,
+        "mode": "rlb",
+        "rows": [],
+    }
+    for length in args.lengths:
+        row: dict[str, Any] = {"hist_len": length}
+        for name in ("stca", "self_attention"):
+            if name == "self_attention" and length > args.max_self_attention_len:
+                row[name] = None  # skipped: over --max-self-attention-len (never extrapolated)
+                continue
+            repeats = args.repeats if name == "stca" else args.self_attention_repeats
+            r = run_case(
+                args, device, model_name=name, config=config, batch_size=b, targets=m, hist_len=length,
+                mode="rlb", optimizer=False, repeats=repeats,
+            )  # fmt: skip
+            row[name] = r.as_dict()
+            print(f"(b) {name:14s} L={length:6d}: {r.ms:10.1f} ms  peak {r.peak_mib:9.1f} MiB")
+        if row["self_attention"] is not None:
+            row["speedup"] = round(row["self_attention"]["ms"] / row["stca"]["ms"], 1)
+            sa_mem, stca_mem = row["self_attention"]["peak_mib"], row["stca"]["peak_mib"]
+            if sa_mem is not None and stca_mem:
+                row["memory_ratio"] = round(sa_mem / stca_mem, 1)
+        out["rows"].append(row)
+    rows = {r["hist_len"]: r for r in out["rows"]}
+    lo, hi = min(rows), max(rows)
+    out["stca_time_ratio_max_over_min_len"] = round(rows[hi]["stca"]["ms"] / rows[lo]["stca"]["ms"], 2)
+    out["length_ratio"] = hi / lo
+    out["meets_target_linear"] = out["stca_time_ratio_max_over_min_len"] <= 1.1 * hi / lo
+    if rows[hi].get("speedup") is not None:
+        out["speedup_at_max_len"] = rows[hi]["speedup"]
+        out["meets_target_speedup"] = rows[hi]["speedup"] >= 20
+    return out
+
+
+def bench_bf16_mfu(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """(c): bf16 autocast RLB training throughput and MFU (CUDA only)."""
+    config = model_config(args, d=args.gpu_d, heads=args.gpu_heads, layers=args.gpu_layers)
+    b, m, length = args.gpu_batch_size, args.targets, args.hist_len
+    batch = random_batch([length] * b, [m] * b, seed=args.seed).to(device)
+    torch.manual_seed(args.seed)
+    model = build_model("stca", config).to(device)
+    r = measure(train_step(model, batch, "rlb", device, "bf16"), device, args.warmup, args.repeats)
+    flops = 3 * b * stca_flops(config, length, m)
+    name = torch.cuda.get_device_name(device)
+    peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    achieved = flops / (r.ms / 1e3) / 1e12
+    out = {
+        "device_name": name,
+        "config": config.to_dict(),
+        "batch_size": b,
+        "targets": m,
+        "hist_len": length,
+        "step": r.as_dict(),
+        "requests_per_s": round(b / (r.ms / 1e3), 1),
+        "targets_per_s": round(b * m / (r.ms / 1e3), 1),
+        "history_tokens_per_s": round(b * length / (r.ms / 1e3), 1),
+        "model_tflops_per_step": round(flops / 1e12, 4),
+        "achieved_tflops": round(achieved, 2),
+        "peak_bf16_tflops": peak,
+        "mfu": round(achieved / peak, 4) if peak else None,
+    }
+    print(f"(c) bf16 {name}: {r.ms:.1f} ms/step, {achieved:.1f} TFLOP/s, MFU {out['mfu']}", flush=True)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CPU-sized run (a few minutes) -> trainer-quick.json")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--dtype", choices=["fp32", "bf16"], default=None, help="default: bf16 on CUDA, fp32 on CPU"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads on CPU (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="CPU: skip the memory probes")
+    p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal: one CPU memory probe
+    p.add_argument("--only", nargs="+", choices=["a", "b", "c"], default=["a", "b", "c"])
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None)
+    # model
+    p.add_argument("--d", type=int, default=None)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--id-dim", type=int, default=64)
+    # Dense AdamW touches every table row each step whatever the batching (production updates
+    # embeddings sparsely), so small tables keep (a) about the model rather than the optimizer.
+    p.add_argument("--item-buckets", type=int, default=1 << 14)
+    p.add_argument("--head-hidden", type=int, default=256)
+    p.add_argument("--attention", nargs="+", choices=["shortcut", "sdpa"], default=["shortcut", "sdpa"])
+    # (a)
+    p.add_argument("--batch-size", type=int, default=None, help="(a) requests per batch")
+    p.add_argument("--targets", type=int, default=8, help="targets per request m")
+    p.add_argument("--hist-len", type=int, default=2048, help="(a)/(c) history length L")
+    # (b)
+    p.add_argument("--lengths", type=int, nargs="+", default=[1000, 2000, 5000, 10000])
+    p.add_argument("--scaling-batch-size", type=int, default=None)
+    p.add_argument("--scaling-targets", type=int, default=None)
+    p.add_argument("--scaling-d", type=int, default=None)
+    p.add_argument("--scaling-heads", type=int, default=4)
+    p.add_argument("--scaling-layers", type=int, default=2)
+    p.add_argument("--self-attention-repeats", type=int, default=None)
+    p.add_argument("--max-self-attention-len", type=int, default=10_000)
+    # (c)
+    p.add_argument("--gpu-d", type=int, default=1024)
+    p.add_argument("--gpu-heads", type=int, default=16)
+    p.add_argument("--gpu-layers", type=int, default=4)
+    p.add_argument("--gpu-batch-size", type=int, default=32)
+    p.add_argument("--peak-tflops", type=float, default=None, help="override the device's bf16 peak for MFU")
+    args = p.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    # Sizes: --quick fits a 2-core CPU in minutes; the full run is meant for a GPU (or patience).
+    defaults = {
+        "dtype": "bf16" if cuda else "fp32",
+        "warmup": 1 if args.quick else 3,
+        "repeats": 3 if args.quick else 10,
+        "d": 256 if args.quick else 512,
+        "batch_size": 2 if args.quick else 16,
+        "scaling_batch_size": 1 if args.quick else 8,
+        "scaling_targets": 2 if args.quick else 8,
+        "scaling_d": 64 if args.quick else 256,
+        "self_attention_repeats": 1 if args.quick else 3,
+    }
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.memory_probe:
+        _memory_probe_main(json.loads(args.memory_probe))
+        return
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    payload: dict[str, Any] = {
+        "args": vars(args),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "notes": [
+            "(a) is a full training step (forward, backward, AdamW); (b) is forward+backward without the optimizer.",
+            "(b) runs both models in 'rlb' mode on the same batch; full self-attention has one [history; target] "
+            "sequence per target, so it shares nothing across targets. Measured at every length, never extrapolated.",
+            "CPU memory: peak RSS growth over the measured steps (sampled every 2 ms), after warm-up.",
+        ],
+    }
+    if "a" in args.only:
+        payload["rlb_vs_pointwise"] = bench_rlb_vs_pointwise(args, device)
+    if "b" in args.only:
+        payload["length_scaling"] = bench_length_scaling(args, device)
+    if "c" in args.only and device.type == "cuda":
+        payload["bf16_mfu"] = bench_bf16_mfu(args, device)
+    payload["wall_s"] = round(time.perf_counter() - started, 1)
+    name = "trainer-quick" if args.quick else "trainer"
+    path = write_result(name, payload, RESULTS / f"{name}.json")
+    print(f"wrote {path} in {payload['wall_s']} s")
+
+
+if __name__ == "__main__":
+    main()
