@@ -45,16 +45,34 @@ PEAK_BF16_TFLOPS: dict[str, float] = {"H200": 989.4, "H100": 989.4, "A100": 312.
 
 @dataclass
 class Measurement:
-    ms: float  # median wall time of one step
+    ms: float  # best (minimum) wall time of one step: interference from other processes only adds time
+    ms_median: float
     ms_all: list[float]
-    peak_mib: float
+    peak_mib: float  # NaN until measured
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ms": round(self.ms, 2),
+            "ms_median": round(self.ms_median, 2),
             "ms_all": [round(x, 2) for x in self.ms_all],
             "peak_mib": None if math.isnan(self.peak_mib) else round(self.peak_mib, 1),
         }
+
+
+@dataclass
+class Case:
+    """One thing to time: a model on synthetic batches of the given sizes, in one mode."""
+
+    name: str
+    model_name: str
+    config: STCAConfig
+    batch_size: int
+    targets: int
+    hist_len: int
+    mode: str
+    optimizer: bool
+    repeats: int
+    warmup: int
 
 
 class PeakRSS:
@@ -86,57 +104,72 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
-def measure(step: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> Measurement:
-    """Median time of `step` after `warmup` calls; on CUDA also the peak memory of the measured calls
-    (on CPU see `probe_cpu_memory`: RSS in this process keeps freed memory and says little)."""
+def measure_interleaved(
+    steps: dict[str, Callable[[], None]],
+    repeats: dict[str, int],
+    device: torch.device,
+    warmup: dict[str, int],
+) -> dict[str, Measurement]:
+    """Warm every step up, then time them round-robin (case a, case b, case a, ...) so that a burst
+    of load from other processes hits all cases alike. On CUDA also each case's peak memory above
+    the level before it (on CPU see `probe_cpu_memory`: a long-lived process's RSS keeps freed
+    memory and says little)."""
     cuda = device.type == "cuda"
 
     def sync() -> None:
         if cuda:
             torch.cuda.synchronize(device)
 
-    for _ in range(warmup):
-        step()
-    sync()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
-    times: list[float] = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append((time.perf_counter() - t) * 1e3)
-    peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if device.type == "cuda" else math.nan
-    return Measurement(statistics.median(times), times, peak)
+    for name, step in steps.items():
+        for _ in range(warmup[name]):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    peaks = dict.fromkeys(steps, math.nan)
+    for round_ in range(max(repeats.values())):
+        for name, step in steps.items():
+            if round_ >= repeats[name]:
+                continue
+            sync()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+                base = torch.cuda.memory_allocated(device)
+            t = time.perf_counter()
+            step()
+            sync()
+            times[name].append((time.perf_counter() - t) * 1e3)
+            if cuda:
+                peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
+                peaks[name] = peak if math.isnan(peaks[name]) else max(peaks[name], peak)
+    return {name: Measurement(min(ts), statistics.median(ts), ts, peaks[name]) for name, ts in times.items()}
 
 
-def probe_cpu_memory(spec: dict[str, Any]) -> float:
-    """Peak RSS growth (MiB) of one step of `spec` in a fresh process. glibc keeps freed memory
-    for reuse, so RSS in a long-lived process misses the peak; the child sets
-    MALLOC_MMAP_THRESHOLD_ so tensor memory is mmapped and returned on free, and measures from
-    the RSS after model and batch are built."""
+def probe_cpu_memory(specs: list[dict[str, Any]]) -> list[float]:
+    """Peak RSS growth (MiB) of one step of each spec, measured in a fresh process. glibc keeps
+    freed memory for reuse, so RSS in this long-lived process misses peaks; the child sets
+    MALLOC_MMAP_THRESHOLD_ so every tensor buffer over 128 KiB is mmapped and returned on free,
+    and measures each case from the RSS after its model and batch are built and warmed up."""
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    cmd = [sys.executable, "-m", "benchmarks.trainer", "--memory-probe", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "benchmarks.trainer", "--memory-probe", json.dumps(specs)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"])
+    return [float(x) for x in json.loads(done.stdout.strip().splitlines()[-1])]
 
 
-def _memory_probe_main(spec: dict[str, Any]) -> None:
-    torch.set_num_threads(spec["threads"])
-    torch.manual_seed(spec["seed"])
-    config = STCAConfig.from_dict(spec["config"])
-    batch = random_batch(
-        [spec["hist_len"]] * spec["batch_size"], [spec["targets"]] * spec["batch_size"], seed=spec["seed"]
-    )
-    model = build_model(spec["model"], config)
-    step = train_step(
-        model, batch, spec["mode"], torch.device("cpu"), spec["dtype"], optimizer=spec["optimizer"]
-    )
-    step()  # warm-up: lazy initialisation is not the model's memory; its freed tensors went back to the OS
-    with PeakRSS() as rss:
-        step()
-    print(json.dumps({"peak_mib": rss.mib}))
+def _memory_probe_main(specs: list[dict[str, Any]]) -> None:
+    peaks: list[float] = []
+    for spec in specs:
+        torch.set_num_threads(spec["threads"])
+        torch.manual_seed(spec["seed"])
+        config = STCAConfig.from_dict(spec["config"])
+        b, m, length = spec["batch_size"], spec["targets"], spec["hist_len"]
+        batch = random_batch([length] * b, [m] * b, seed=spec["seed"])
+        model = build_model(spec["model"], config)
+        step = train_step(model, batch, spec["mode"], torch.device("cpu"), spec["dtype"], spec["optimizer"])
+        step()  # warm-up: optimizer state and lazy initialisation are not activation memory
+        with PeakRSS() as rss:
+            step()
+        peaks.append(rss.mib)
+        del model, batch, step
+    print(json.dumps(peaks))
 
 
 def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
@@ -199,59 +232,69 @@ def model_config(args: argparse.Namespace, **overrides: Any) -> STCAConfig:
     return STCAConfig(**{**values, **overrides})
 
 
-def run_case(
-    args: argparse.Namespace,
-    device: torch.device,
-    *,
-    model_name: str,
-    config: STCAConfig,
-    batch_size: int,
-    targets: int,
-    hist_len: int,
-    mode: str,
-    optimizer: bool,
-    repeats: int,
-) -> Measurement:
-    """Time one (model, sizes, mode) case; on CPU add its peak memory from a fresh process."""
-    batch = random_batch([hist_len] * batch_size, [targets] * batch_size, seed=args.seed).to(device)
-    torch.manual_seed(args.seed)
-    model = build_model(model_name, config).to(device)
-    r = measure(train_step(model, batch, mode, device, args.dtype, optimizer), device, args.warmup, repeats)
-    del model, batch
+def run_cases(args: argparse.Namespace, device: torch.device, cases: list[Case]) -> dict[str, Measurement]:
+    """Time the cases interleaved; on CPU add each one's peak memory from a fresh process."""
+    steps: dict[str, Callable[[], None]] = {}
+    batches: dict[tuple[int, int, int], RequestBatch] = {}
+    for case in cases:
+        key = (case.batch_size, case.targets, case.hist_len)
+        if key not in batches:
+            batches[key] = random_batch(
+                [case.hist_len] * case.batch_size, [case.targets] * case.batch_size, seed=args.seed
+            ).to(device)
+        torch.manual_seed(args.seed)
+        model = build_model(case.model_name, case.config).to(device)
+        steps[case.name] = train_step(model, batches[key], case.mode, device, args.dtype, case.optimizer)
+    result = measure_interleaved(
+        steps, {c.name: c.repeats for c in cases}, device, {c.name: c.warmup for c in cases}
+    )
+    del steps, batches
     if device.type == "cpu" and args.memory:
-        spec = {
-            "model": model_name, "config": config.to_dict(), "batch_size": batch_size, "targets": targets,
-            "hist_len": hist_len, "mode": mode, "optimizer": optimizer, "dtype": args.dtype,
-            "seed": args.seed, "threads": torch.get_num_threads(),
-        }  # fmt: skip
-        r.peak_mib = probe_cpu_memory(spec)
-    return r
+        specs = [
+            {
+                "model": case.model_name, "config": case.config.to_dict(), "batch_size": case.batch_size,
+                "targets": case.targets, "hist_len": case.hist_len, "mode": case.mode,
+                "optimizer": case.optimizer, "dtype": args.dtype, "seed": args.seed,
+                "threads": torch.get_num_threads(),
+            }
+            for case in cases
+        ]  # fmt: skip
+        for case, peak in zip(cases, probe_cpu_memory(specs), strict=True):
+            result[case.name].peak_mib = peak
+    for name, r in result.items():
+        print(
+            f"  {name:32s} best {r.ms:10.1f} ms  median {r.ms_median:10.1f} ms  peak {r.peak_mib:9.1f} MiB",
+            flush=True,
+        )
+    return result
 
 
 def bench_rlb_vs_pointwise(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """(a): one training step, RLB vs point-wise, per attention path."""
     b, m, length = args.batch_size, args.targets, args.hist_len
+    print(f"(a) training step, STCA, B={b} requests x m={m} targets, L={length}", flush=True)
+    configs = {attention: model_config(args, attention=attention) for attention in args.attention}
+    cases = [
+        Case(f"{attention}/{mode}", "stca", config, b, m, length, mode, True, args.repeats, args.warmup)
+        for attention, config in configs.items()
+        for mode in ("rlb", "pointwise")
+    ]
+    measured = run_cases(args, device, cases)
     out: dict[str, Any] = {"batch_size": b, "targets": m, "hist_len": length, "dtype": args.dtype}
-    for attention in args.attention:
-        config = model_config(args, attention=attention)
-        row: dict[str, Any] = {"config": config.to_dict()}
-        for mode in ("rlb", "pointwise"):
-            r = run_case(
-                args, device, model_name="stca", config=config, batch_size=b, targets=m, hist_len=length,
-                mode=mode, optimizer=True, repeats=args.repeats,
-            )  # fmt: skip
-            row[mode] = r.as_dict()
-            print(
-                f"(a) {attention:8s} {mode:9s} B={b} m={m} L={length}: {r.ms:9.1f} ms  peak {r.peak_mib:8.1f} MiB"
-            )
+    for attention, config in configs.items():
+        row: dict[str, Any] = {
+            mode: measured[f"{attention}/{mode}"].as_dict() for mode in ("rlb", "pointwise")
+        }
         row["speedup"] = round(row["pointwise"]["ms"] / row["rlb"]["ms"], 2)
+        row["speedup_median"] = round(row["pointwise"]["ms_median"] / row["rlb"]["ms_median"], 2)
         row["target_speedup"] = 0.8 * m
         row["meets_target"] = row["speedup"] >= 0.8 * m
         row["model_flops_rlb"] = 3 * b * stca_flops(config, length, m)
         row["model_flops_pointwise"] = 3 * b * m * stca_flops(config, length, 1)
+        row["config"] = config.to_dict()
         out[attention] = row
     for mode in ("rlb", "pointwise"):
-        ms = {a: out[a][mode]["ms"] for a in args.attention}
+        ms = {a: out[a][mode]["ms"] for a in configs}
         out[f"fastest_attention_{mode}"] = min(ms, key=lambda k: ms[k])
     return out
 
@@ -264,6 +307,7 @@ def bench_length_scaling(args: argparse.Namespace, device: torch.device) -> dict
         args, d=args.scaling_d, heads=args.scaling_heads, layers=args.scaling_layers,
         item_buckets=4096, author_buckets=1024, user_buckets=1024,
     )  # fmt: skip
+    print(f"(b) forward+backward, B={b} x m={m}, d={config.d}, {config.layers} layers", flush=True)
     out: dict[str, Any] = {
         "batch_size": b,
         "targets": m,
@@ -273,19 +317,32 @@ def bench_length_scaling(args: argparse.Namespace, device: torch.device) -> dict
         "rows": [],
     }
     for length in args.lengths:
-        row: dict[str, Any] = {"hist_len": length}
-        for name in ("stca", "self_attention"):
-            if name == "self_attention" and length > args.max_self_attention_len:
-                row[name] = None  # skipped: over --max-self-attention-len (never extrapolated)
-                continue
-            repeats = args.repeats if name == "stca" else args.self_attention_repeats
-            r = run_case(
-                args, device, model_name=name, config=config, batch_size=b, targets=m, hist_len=length,
-                mode="rlb", optimizer=False, repeats=repeats,
-            )  # fmt: skip
-            row[name] = r.as_dict()
-            print(f"(b) {name:14s} L={length:6d}: {r.ms:10.1f} ms  peak {r.peak_mib:9.1f} MiB")
-        if row["self_attention"] is not None:
+        cases = [
+            Case(f"stca/L={length}", "stca", config, b, m, length, "rlb", False, args.repeats, args.warmup)
+        ]
+        if length <= args.max_self_attention_len:  # otherwise skipped, never extrapolated
+            cases.append(
+                Case(
+                    f"self_attention/L={length}",
+                    "self_attention",
+                    config,
+                    b,
+                    m,
+                    length,
+                    "rlb",
+                    False,
+                    args.self_attention_repeats,
+                    args.self_attention_warmup,
+                )
+            )
+        measured = run_cases(args, device, cases)
+        row: dict[str, Any] = {
+            "hist_len": length,
+            "stca": measured[f"stca/L={length}"].as_dict(),
+            "self_attention": None,
+        }
+        if f"self_attention/L={length}" in measured:
+            row["self_attention"] = measured[f"self_attention/L={length}"].as_dict()
             row["speedup"] = round(row["self_attention"]["ms"] / row["stca"]["ms"], 1)
             sa_mem, stca_mem = row["self_attention"]["peak_mib"], row["stca"]["peak_mib"]
             if sa_mem is not None and stca_mem:
@@ -309,11 +366,13 @@ def bench_bf16_mfu(args: argparse.Namespace, device: torch.device) -> dict[str, 
     batch = random_batch([length] * b, [m] * b, seed=args.seed).to(device)
     torch.manual_seed(args.seed)
     model = build_model("stca", config).to(device)
-    r = measure(train_step(model, batch, "rlb", device, "bf16"), device, args.warmup, args.repeats)
+    step = train_step(model, batch, "rlb", device, "bf16")
+    r = measure_interleaved({"stca": step}, {"stca": args.repeats}, device, {"stca": args.warmup})["stca"]
+    seconds = r.ms_median / 1e3  # a GPU to ourselves: the median is the honest rate
     flops = 3 * b * stca_flops(config, length, m)
     name = torch.cuda.get_device_name(device)
     peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-    achieved = flops / (r.ms / 1e3) / 1e12
+    achieved = flops / seconds / 1e12
     out = {
         "device_name": name,
         "config": config.to_dict(),
@@ -321,15 +380,15 @@ def bench_bf16_mfu(args: argparse.Namespace, device: torch.device) -> dict[str, 
         "targets": m,
         "hist_len": length,
         "step": r.as_dict(),
-        "requests_per_s": round(b / (r.ms / 1e3), 1),
-        "targets_per_s": round(b * m / (r.ms / 1e3), 1),
-        "history_tokens_per_s": round(b * length / (r.ms / 1e3), 1),
+        "requests_per_s": round(b / seconds, 1),
+        "targets_per_s": round(b * m / seconds, 1),
+        "history_tokens_per_s": round(b * length / seconds, 1),
         "model_tflops_per_step": round(flops / 1e12, 4),
         "achieved_tflops": round(achieved, 2),
         "peak_bf16_tflops": peak,
         "mfu": round(achieved / peak, 4) if peak else None,
     }
-    print(f"(c) bf16 {name}: {r.ms:.1f} ms/step, {achieved:.1f} TFLOP/s, MFU {out['mfu']}", flush=True)
+    print(f"(c) bf16 {name}: {r.ms_median:.1f} ms/step, {achieved:.1f} TFLOP/s, MFU {out['mfu']}", flush=True)
     return out
 
 
@@ -369,6 +428,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scaling-heads", type=int, default=4)
     p.add_argument("--scaling-layers", type=int, default=2)
     p.add_argument("--self-attention-repeats", type=int, default=None)
+    p.add_argument("--self-attention-warmup", type=int, default=None)
     p.add_argument("--max-self-attention-len", type=int, default=10_000)
     # (c)
     p.add_argument("--gpu-d", type=int, default=1024)
@@ -384,11 +444,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "warmup": 1 if args.quick else 3,
         "repeats": 3 if args.quick else 10,
         "d": 256 if args.quick else 512,
-        "batch_size": 2 if args.quick else 16,
+        "batch_size": 1 if args.quick else 16,
         "scaling_batch_size": 1 if args.quick else 8,
-        "scaling_targets": 2 if args.quick else 8,
+        "scaling_targets": 1 if args.quick else 8,
         "scaling_d": 64 if args.quick else 256,
         "self_attention_repeats": 1 if args.quick else 3,
+        # Seconds per step at 10k on CPU: lazy initialisation is noise next to it.
+        "self_attention_warmup": 0 if args.quick else 1,
     }
     for k, v in defaults.items():
         if getattr(args, k) is None:
