@@ -6,6 +6,11 @@ quarantines invalid impressions with their reason, writes the partition as one a
 idempotent replacement, then checks conservation (impressions read = targets written +
 impressions quarantined) on what was written and rolls the table back if it fails.
 
+The partition goes to `request_samples_staging` by default: the quality gate (jobs/validate.py)
+checks it there and jobs/publish.py copies it into `request_samples`, which training reads.
+`--output request_samples` writes the product table directly, bypassing the gate (tests and
+benchmarks only).
+
     spark-submit jobs/build_request_samples.py --warehouse warehouse --date 2026-01-05
 """
 
@@ -38,9 +43,20 @@ from pipelines.validity import (
     with_action_reject_reason,
     with_impression_reject_reason,
 )
-from schemas import IMPRESSIONS, QUARANTINE, REQUEST_SAMPLES, USER_ACTIONS, USER_HISTORY
+from schemas import (
+    IMPRESSIONS,
+    QUARANTINE,
+    REQUEST_SAMPLES,
+    REQUEST_SAMPLES_STAGING,
+    USER_ACTIONS,
+    USER_HISTORY,
+    TableContract,
+)
 
 log = logging.getLogger("build_request_samples")
+
+# Tables the job may write: the gate's staging table (default) or, ungated, the product itself.
+OUTPUTS: dict[str, TableContract] = {c.name: c for c in (REQUEST_SAMPLES_STAGING, REQUEST_SAMPLES)}
 
 
 class ConservationError(RuntimeError):
@@ -53,6 +69,7 @@ class Args:
     date: str
     l_max: int
     allow_no_state: bool
+    output: TableContract = REQUEST_SAMPLES_STAGING
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -63,10 +80,16 @@ def parse_args(argv: list[str] | None = None) -> Args:
         action="store_true",
         help="treat a missing user_history state for D-1 as empty (first day of a new system)",
     )
+    p.add_argument(
+        "--output",
+        choices=sorted(OUTPUTS),
+        default=REQUEST_SAMPLES_STAGING.name,
+        help="table to write: the gate's staging table, or request_samples directly, ungated (default: %(default)s)",
+    )
     ns = p.parse_args(argv)
     if ns.l_max < 1:
         p.error(f"--l-max must be >= 1, got {ns.l_max}")
-    return Args(ns.warehouse, ns.date, ns.l_max, ns.allow_no_state)
+    return Args(ns.warehouse, ns.date, ns.l_max, ns.allow_no_state, OUTPUTS[ns.output])
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -74,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parse_args(argv)
     spark = get_spark()
     state_path = USER_HISTORY.location(args.warehouse)
-    out_path = REQUEST_SAMPLES.location(args.warehouse)
+    out_path = args.output.location(args.warehouse)
     with timed() as t:
         state_version = version_as_of(spark, state_path, previous_day(args.date))
         if state_version is None and not args.allow_no_state:
@@ -111,10 +134,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             QUARANTINE.location(args.warehouse),
             {"source_table": "impressions", "date": args.date},
         )
-        ensure_table(spark, REQUEST_SAMPLES, out_path)
+        ensure_table(spark, args.output, out_path)
         before = latest_version(spark, out_path)
         meta = json.dumps({"date": args.date, "l_max": args.l_max, "state_version": state_version.version if state_version else None})
-        overwrite_partition(samples, REQUEST_SAMPLES, out_path, {"date": args.date}, user_metadata=meta)
+        overwrite_partition(samples, args.output, out_path, {"date": args.date}, user_metadata=meta)
         written = (
             spark.read.format("delta").load(out_path).where(F.col("date") == args.date)
             .agg(F.count("*").alias("requests"), F.sum("num_targets").alias("targets"), F.sum("hist_len").alias("hist"),
@@ -131,11 +154,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             DeltaTable.forPath(spark, out_path).restoreToVersion(before)
             raise ConservationError(
                 f"date {args.date}: impressions read {read} != targets written {targets} + quarantined {quarantined}; "
-                f"request_samples restored to version {before}"
+                f"{args.output.name} restored to version {before}"
             )
     reasons.pop(None, None)
     summary = {
         "date": args.date,
+        "table": args.output.name,
         "impressions_read": read,
         "requests": requests,
         "targets": targets,

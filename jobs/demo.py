@@ -1,8 +1,9 @@
 """The main job end to end on the embedded default: local Spark, Delta tables under a warehouse.
 
 Stages: generate synthetic logs -> bootstrap the user_history state -> per day, build
-request_samples and extend the state -> build the flat impression layout of the last day ->
-compare storage. Writes reports/<run>/summary.json and prints a short report.
+request_samples into staging, validate it (quality gate), publish it and extend the state ->
+build the flat impression layout of the last day -> compare storage. Writes
+reports/<run>/summary.json and prints a short report.
 
     make demo                 # the default scale, a few minutes on 2 cores
     make demo SCALE=tiny      # seconds-scale smoke run
@@ -21,7 +22,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from jobs import build_impression_samples, build_request_samples, build_user_history, generate_logs
+from jobs import (
+    build_impression_samples,
+    build_request_samples,
+    build_user_history,
+    generate_logs,
+    publish,
+    validate,
+)
 from jobs.cli import configure_logging, previous_day
 from loader.snapshot import resolve_snapshot
 from loader.storage import bytes_of, column_bytes
@@ -62,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     days = [(dt.date.fromisoformat(START_DATE) + dt.timedelta(days=i)).isoformat() for i in range(scale.num_days)]
     wh = ["--warehouse", args.warehouse]
     stages: dict[str, object] = {}
-    steps = tqdm(total=2 + 2 * len(days) + 2, desc="demo", unit="stage")
+    steps = tqdm(total=2 + 4 * len(days) + 2, desc="demo", unit="stage")
 
     def stage(name: str, result: object) -> None:
         stages[name] = result
@@ -78,6 +86,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     stage(f"build_user_history {previous_day(days[0])}", build_user_history.main([*wh, "--date", previous_day(days[0]), *state]))
     for day in days:
         stage(f"build_request_samples {day}", build_request_samples.main([*wh, "--date", day, "--l-max", str(scale.l_max)]))
+        stage(f"validate {day}", validate.main([*wh, "--date", day, "--l-max", str(scale.l_max)]))
+        stage(f"publish {day}", publish.main([*wh, "--date", day]))
         stage(f"build_user_history {day}", build_user_history.main([*wh, "--date", day, *state]))
     stage(f"build_impression_samples {days[-1]}", build_impression_samples.main([*wh, "--date", days[-1]]))
     storage = storage_comparison(args.warehouse, days[-1])
@@ -109,7 +119,8 @@ def storage_comparison(warehouse: str, day: str) -> dict[str, object]:
 
 
 REPORT_KEYS = (
-    "rows", "actions_read", "quarantined", "requests", "targets", "max_hist_len", "impressions", "saving", "mean_targets", "seconds",
+    "rows", "actions_read", "quarantined", "requests", "targets", "max_hist_len", "impressions", "saving", "mean_targets", "success",
+    "suites", "seconds",
 )
 
 

@@ -25,6 +25,8 @@ pytestmark = pytest.mark.spark
 DAYS = ["2026-02-01", "2026-02-02", "2026-02-03"]
 L_MAX = 3
 STATE_LEN = 4
+# Straight into request_samples (the daily path stages, validates and publishes: tests/test_quality_gate.py).
+UNGATED = ["--output", "request_samples"]
 
 
 def _ms(day: str, second: int) -> int:
@@ -80,7 +82,7 @@ def test_multi_day_build_matches_reference_and_reruns_are_idempotent(spark: Spar
     boot = build_user_history.main([*common, "--date", DAYS[0], "--state-len", str(STATE_LEN)])
     assert boot["bootstrap"] is True
     for day in DAYS[1:]:
-        summary = build_request_samples.main([*common, "--date", day, "--l-max", str(L_MAX)])
+        summary = build_request_samples.main([*common, "--date", day, "--l-max", str(L_MAX), *UNGATED])
         want = reference.request_samples(impressions, actions, day, L_MAX)
         assert _samples(spark, warehouse, day) == want
         # conservation, and the job's own counts
@@ -104,7 +106,7 @@ def test_multi_day_build_matches_reference_and_reruns_are_idempotent(spark: Spar
     # rerun of the last day: same samples, same state, no duplicates
     state_before = sorted(tuple(r) for r in spark.read.format("delta").load(USER_HISTORY.location(warehouse)).collect())
     samples_before = _samples(spark, warehouse, DAYS[2])
-    build_request_samples.main([*common, "--date", DAYS[2], "--l-max", str(L_MAX)])
+    build_request_samples.main([*common, "--date", DAYS[2], "--l-max", str(L_MAX), *UNGATED])
     build_user_history.main([*common, "--date", DAYS[2], "--state-len", str(STATE_LEN)])
     assert _samples(spark, warehouse, DAYS[2]) == samples_before
     assert spark.read.format("delta").load(REQUEST_SAMPLES.location(warehouse)).count() == sum(

@@ -1,0 +1,62 @@
+"""Which date partitions a Delta table holds, read from its log with delta-rs (no JVM, ~0.3 s).
+
+The Airflow DAG's sensors run this module with the project's interpreter (the Airflow
+environment has neither pyspark nor deltalake), and jobs/validate.py uses it to find the
+previous published partition:
+
+    python -m jobs.partitions --warehouse warehouse --date 2026-01-05 impressions user_actions
+    # exit 0 when every table has the partition, 1 otherwise; one JSON line either way
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+
+from deltalake import DeltaTable
+
+from jobs.cli import iso_date
+from schemas import ALL_TABLES, DEFAULT_WAREHOUSE, TableContract
+
+
+def partition_dates(path: str) -> list[str]:
+    """Dates with at least one file in the latest version of the table at `path`, sorted;
+    empty if there is no Delta table there."""
+    if not DeltaTable.is_deltatable(path):
+        return []
+    return sorted({p["date"] for p in DeltaTable(path).partitions() if p.get("date") is not None})
+
+
+def previous_date(contract: TableContract, warehouse: str, date: str) -> str | None:
+    """The latest date before `date` that the table holds, if any."""
+    earlier = [d for d in partition_dates(contract.location(warehouse)) if d < date]
+    return earlier[-1] if earlier else None
+
+
+@dataclass(frozen=True)
+class Args:
+    warehouse: str
+    date: str
+    tables: tuple[str, ...]
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    p = argparse.ArgumentParser(prog="partitions", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="warehouse root (default: %(default)s)")
+    p.add_argument("--date", required=True, type=iso_date, help="the partition to look for, YYYY-MM-DD")
+    p.add_argument("tables", nargs="+", choices=sorted(ALL_TABLES), help="tables that must hold the partition")
+    ns = p.parse_args(argv)
+    return Args(ns.warehouse, ns.date, tuple(ns.tables))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = [t for t in args.tables if args.date not in partition_dates(ALL_TABLES[t].location(args.warehouse))]
+    print(json.dumps({"date": args.date, "warehouse": args.warehouse, "tables": list(args.tables), "missing": missing}))
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
