@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psutil
@@ -36,6 +36,7 @@ import torch
 from benchmarks.common import RESULTS, write_result
 from loader.batch import RequestBatch
 from trainer.config import STCAConfig
+from trainer.model import TargetAttention
 from trainer.registry import build_model
 from trainer.synthetic import random_batch
 
@@ -359,6 +360,56 @@ def bench_length_scaling(args: argparse.Namespace, device: torch.device) -> dict
     return out
 
 
+def attention_step(
+    layer: TargetAttention, inputs: tuple[torch.Tensor, ...], device: torch.device, dtype: str
+) -> Callable[[], None]:
+    def step() -> None:
+        with autocast(device, dtype):
+            out = layer(*inputs)
+        out.float().sum().backward()
+
+    return step
+
+
+def bench_attention_paths(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Which attention path is faster: forward+backward of one TargetAttention layer alone, shortcut
+    vs SDPA (same weights), interleaved over many repeats. Isolating the layer matters on a shared
+    machine: inside a full step the difference is a few percent of the time and drowns in noise."""
+    out: dict[str, Any] = {"rows": []}
+    shapes = [
+        (b, m, args.hist_len) for b, m in ((1, args.targets), (args.targets, 1))
+    ]  # RLB, then point-wise rows
+    for b, m, length in shapes:
+        config = model_config(args)
+        layers = {
+            kind: TargetAttention(replace(config, attention=kind)).to(device) for kind in ("shortcut", "sdpa")
+        }
+        layers["sdpa"].load_state_dict(layers["shortcut"].state_dict())
+        q = torch.randn(b, m, config.d, device=device, requires_grad=True)
+        x = torch.randn(b, length, config.d, device=device, requires_grad=True)
+        key_mask = torch.ones(b, length, dtype=torch.bool, device=device)
+        has_history = torch.ones(b, dtype=torch.bool, device=device)
+
+        inputs = (q, x, key_mask, has_history)
+        steps = {kind: attention_step(layer, inputs, device, args.dtype) for kind, layer in layers.items()}
+        measured = measure_interleaved(steps, dict.fromkeys(steps, 10), device, dict.fromkeys(steps, 2))
+        row: dict[str, Any] = {
+            "queries_per_row": m,
+            "rows": b,
+            "hist_len": length,
+            "d": config.d,
+            "heads": config.heads,
+        }
+        row.update({kind: r.as_dict() for kind, r in measured.items()})
+        row["shortcut_speedup"] = round(measured["sdpa"].ms / measured["shortcut"].ms, 2)
+        print(
+            f"(attention) B={b} m={m} L={length}: shortcut {measured['shortcut'].ms:.2f} ms, sdpa {measured['sdpa'].ms:.2f} ms"
+        )
+        out["rows"].append(row)
+    out["faster"] = "shortcut" if all(r["shortcut_speedup"] > 1 for r in out["rows"]) else "sdpa or mixed"
+    return out
+
+
 def bench_bf16_mfu(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """(c): bf16 autocast RLB training throughput and MFU (CUDA only)."""
     config = model_config(args, d=args.gpu_d, heads=args.gpu_heads, layers=args.gpu_layers)
@@ -403,7 +454,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-memory", dest="memory", action="store_false", help="CPU: skip the memory probes")
     p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal: one CPU memory probe
-    p.add_argument("--only", nargs="+", choices=["a", "b", "c"], default=["a", "b", "c"])
+    p.add_argument(
+        "--only", nargs="+", choices=["attention", "a", "b", "c"], default=["attention", "a", "b", "c"]
+    )
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
     # model
@@ -481,6 +534,8 @@ def main(argv: list[str] | None = None) -> None:
             "CPU memory: peak RSS growth over the measured steps (sampled every 2 ms), after warm-up.",
         ],
     }
+    if "attention" in args.only:
+        payload["attention_paths"] = bench_attention_paths(args, device)
     if "a" in args.only:
         payload["rlb_vs_pointwise"] = bench_rlb_vs_pointwise(args, device)
     if "b" in args.only:
