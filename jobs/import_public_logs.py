@@ -52,6 +52,7 @@ from pipelines.public_logs import (
     MOVIELENS,
     SOURCE_FILE,
     TMALL,
+    UNKNOWN_AUTHOR,
     LogFormat,
     PublicLogError,
     items_from_movies_csv,
@@ -188,9 +189,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             item_rows = read_items(spark, fmt, args.items).persist(StorageLevel.MEMORY_AND_DISK)
             item_reasons = reason_counts(item_rows)
             # One author per item, deterministically, should the file repeat an id.
-            items = valid_rows(item_rows).groupBy("item_id").agg(F.min("author_id").alias("author_id")).persist()
+            items = valid_rows(item_rows).groupBy("item_id").agg(F.min("author_id").alias("author_id"))
             quarantine = quarantine.unionByName(item_rows.transform(rejected_to_quarantine(fmt.source_table)))
-            item_stats = {"items": items.count(), "item_rows_quarantined": sum(n for r, n in item_reasons.items() if r)}
+            item_stats = {"item_rows": item_reasons.get(None, 0), "item_rows_quarantined": sum(n for r, n in item_reasons.items() if r)}
 
         targets = (
             valid_rows(tagged)
@@ -206,11 +207,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             F.countDistinct("user_id", "request_ts", "page").alias("requests"),
             F.min("request_ts").alias("first_ts"),
             F.max("event_ts").alias("last_ts"),
+            F.sum((F.col("author_id") == UNKNOWN_AUTHOR).cast("long")).alias("unknown_author"),
         ).first()
         if stats is None:
             raise RuntimeError("aggregate over the imported targets returned nothing")
-        if items is not None:
-            item_stats["targets_without_item_metadata"] = targets.join(items, "item_id", "left_anti").count()
         n_targets, interactions = int(stats["targets"]), int(stats["interactions"])
         headers = reasons.get(HEADER, 0)
         quarantined = {str(r): n for r, n in sorted(reasons.items(), key=lambda kv: str(kv[0])) if r not in (None, HEADER)}
@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "max_targets": args.max_targets,
         **({"year": args.year} if fmt is TMALL else {}),
         **item_stats,
+        # author_id 0: no item file, an item missing from it, or its genre "unknown"
+        "targets_with_unknown_author": int(stats["unknown_author"]),
         "seconds": round(t["seconds"], 1),
     }
     if lines != headers + sum(quarantined.values()) + summary["impressions"] + summary["folded_repeats"]:
