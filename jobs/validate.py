@@ -174,11 +174,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             )
         version = latest_version(spark, staging)  # validated and recorded: publish copies exactly this version
         day = F.col("date") == args.date
-        staged = spark.read.format("delta").option("versionAsOf", version).load(staging).where(day)
-        checked = staged.transform(with_row_checks).persist(StorageLevel.MEMORY_AND_DISK)
+        checked = spark.read.format("delta").option("versionAsOf", version).load(staging).where(day).transform(with_row_checks).persist(StorageLevel.MEMORY_AND_DISK)
         rows = checked.count()
-        impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(day)
-        actions = read_table(spark, USER_ACTIONS, USER_ACTIONS.location(args.warehouse)).where(day)
+        # GX runs a Spark job per metric bundle: keep the day's inputs in memory for all of them.
+        impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(day).persist(StorageLevel.MEMORY_AND_DISK)
+        actions = read_table(spark, USER_ACTIONS, USER_ACTIONS.location(args.warehouse)).where(day).persist(StorageLevel.MEMORY_AND_DISK)
         quarantined = read_table(spark, QUARANTINE, QUARANTINE.location(args.warehouse)).where(
             day & (F.col("source_table") == IMPRESSIONS.name)
         )
@@ -186,17 +186,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             Batch(request_samples_suite(), checked),
             Batch(impressions_suite(), impressions),
             Batch(user_actions_suite(), actions),
-            Batch(conservation_suite(), conservation_frame(impressions, staged, quarantined), small=True),
+            Batch(conservation_suite(), conservation_frame(impressions, checked, quarantined), small=True),
         ]
         baseline = previous_date(REQUEST_SAMPLES, args.warehouse, args.date)
         if baseline is None:
             notes.append(f"drift not checked: request_samples has no published partition before {args.date}")
         else:
             published = spark.read.format("delta").load(REQUEST_SAMPLES.location(args.warehouse)).where(F.col("date") == baseline)
-            batches.append(Batch(drift_suite(), profile(staged).transform(drift_frame(profile(published))), small=True))
+            batches.append(Batch(drift_suite(), profile(checked).transform(drift_frame(profile(published))), small=True))
             notes.append(f"drift checked against request_samples date {baseline}")
         suites = run_suites(root, f"{REQUEST_SAMPLES_STAGING.name}-{args.date}-v{version}", batches, args.thresholds.parameters())
-        checked.unpersist()
+        for frame in (checked, impressions, actions):
+            frame.unpersist()
     success = rows > 0 and all(s["success"] for s in suites.values())
     record = GateRecord(
         table=REQUEST_SAMPLES_STAGING.name,

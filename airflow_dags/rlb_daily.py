@@ -1,0 +1,120 @@
+"""Daily request_samples: wait for day D's inputs, extend the history state, build D into staging,
+run the quality gate, publish. Schedule, tasks and edges only: every step is a project job
+(jobs/*.py) run by the project's own spark-submit; the sensors run a project module with the
+project's interpreter (the Airflow environment has neither pyspark nor deltalake).
+
+Deploy: see README, "Airflow". Settings come from the environment of the scheduler/workers
+(read once at parse time, no Variables, no heavy imports) and from the DAG params (per run):
+
+* RLB_PROJECT_ROOT    checkout or install of the project (default: this file's parent folder)
+* RLB_PROJECT_PYTHON  the project's interpreter (default: <root>/.venv/bin/python)
+* RLB_SPARK_SUBMIT    its spark-submit (default: <root>/.venv/bin/spark-submit)
+* RLB_SPARK_CONN_ID   the Airflow connection naming the Spark master (default: rlb_spark)
+* RLB_WAREHOUSE       default of the `warehouse` param (default: <root>/warehouse)
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.sensors.bash import BashSensor
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+PROJECT_ROOT = Path(os.environ.get("RLB_PROJECT_ROOT", Path(__file__).resolve().parent.parent))
+PROJECT_PYTHON = os.environ.get("RLB_PROJECT_PYTHON", str(PROJECT_ROOT / ".venv" / "bin" / "python"))
+SPARK_SUBMIT = os.environ.get("RLB_SPARK_SUBMIT", str(PROJECT_ROOT / ".venv" / "bin" / "spark-submit"))
+SPARK_CONN_ID = os.environ.get("RLB_SPARK_CONN_ID", "rlb_spark")
+JARS_DIR = PROJECT_ROOT / ".cache" / "jars"  # filled by `make setup` (scripts/fetch_delta_jars.sh)
+
+DATE = "{{ params.date or ds }}"
+WAREHOUSE = "{{ params.warehouse }}"
+SENSOR_EXIT_MISSING = 1  # jobs/partitions.py: a partition is not there yet (poke again); other codes fail
+
+
+def spark_step(task_id: str, script: str, *args: str, **kwargs: object) -> SparkSubmitOperator:
+    """One project job under spark-submit; jars/packages/py-files/driver memory come from params."""
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id=SPARK_CONN_ID,
+        spark_binary=SPARK_SUBMIT,
+        application=str(PROJECT_ROOT / "jobs" / script),
+        application_args=["--warehouse", WAREHOUSE, "--date", DATE, *args],
+        name=f"rlb-{task_id}-{DATE}",
+        jars="{{ params.spark_jars }}",
+        packages="{{ params.spark_packages }}",
+        py_files="{{ params.spark_py_files }}",
+        # spark-submit from a pip-installed pyspark finds SPARK_HOME with this interpreter.
+        env_vars={"PYSPARK_PYTHON": "{{ params.project_python }}", "PYSPARK_DRIVER_PYTHON": "{{ params.project_python }}"},
+        conf={
+            "spark.pyspark.python": "{{ params.project_python }}",
+            "spark.pyspark.driver.python": "{{ params.project_python }}",
+            "spark.driver.memory": "{{ params.driver_memory }}",
+        },
+        **kwargs,
+    )
+
+
+with DAG(
+    dag_id="rlb_daily",
+    description="impressions + user_actions of day D -> user_history -> request_samples (staged, gated, published)",
+    # Day D runs once D is over: the data-interval timetable makes `ds` the day being processed
+    # (Airflow 3's "@daily" would make it the day the run starts).
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime.fromisoformat(os.environ.get("RLB_START_DATE", "2026-01-01T00:00:00+00:00")),
+    catchup=True,  # backfills: every day from start_date, in order
+    # Day D's history step needs D-1's state, and the staging -> gate -> publish chain of one day
+    # must not interleave with the next: one run at a time, and each step waits for its own
+    # previous run (depends_on_past), so a failed gate stops later days until it is fixed.
+    max_active_runs=1,
+    default_args={
+        "owner": "rlb",
+        "depends_on_past": True,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(hours=1),
+    },
+    params={
+        "warehouse": Param(os.environ.get("RLB_WAREHOUSE", str(PROJECT_ROOT / "warehouse")), type="string"),
+        "date": Param(None, type=["null", "string"], description="process this YYYY-MM-DD instead of the logical date"),
+        "l_max": Param(10_000, type="integer", minimum=1, description="history length kept per request"),
+        "state_len": Param(10_000, type="integer", minimum=1, description="events kept per user in user_history (>= l_max)"),
+        "gate_thresholds": Param(
+            {}, type="object", description='quality gate thresholds over the defaults, e.g. {"max_label_rate_delta": 0.2}'
+        ),
+        "project_python": Param(PROJECT_PYTHON, type="string"),
+        "spark_jars": Param(",".join(str(JARS_DIR / j) for j in ("delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar")), type="string"),
+        "spark_packages": Param("", type="string", description="e.g. io.delta:delta-spark_2.13:4.0.1 on a cluster"),
+        "spark_py_files": Param("", type="string", description="the project as a zip/wheel, when the cluster lacks it"),
+        "driver_memory": Param("2g", type="string"),
+    },
+    tags=["rlb", "spark", "delta"],
+) as dag:
+    inputs_ready = BashSensor(
+        task_id="wait_for_inputs",
+        bash_command=f"{{{{ params.project_python }}}} -m jobs.partitions --warehouse {WAREHOUSE} --date {DATE} impressions user_actions",
+        retry_exit_code=SENSOR_EXIT_MISSING,
+        env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        mode="reschedule",
+        poke_interval=600,
+        timeout=int(timedelta(hours=20).total_seconds()),
+        depends_on_past=False,
+    )
+    history = spark_step("build_user_history", "build_user_history.py", "--state-len", "{{ params.state_len }}")
+    samples = spark_step("build_request_samples", "build_request_samples.py", "--l-max", "{{ params.l_max }}")
+    gate = spark_step(
+        "validate",
+        "validate.py",
+        "--l-max",
+        "{{ params.l_max }}",
+        "--thresholds-json",
+        "{{ params.gate_thresholds | tojson }}",
+        # A failed gate is a verdict on the data, not a transient error: no retries.
+        retries=0,
+    )
+    publish = spark_step("publish", "publish.py")
+
+    inputs_ready >> history >> samples >> gate >> publish
