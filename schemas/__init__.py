@@ -7,6 +7,7 @@ from .impression_samples import IMPRESSION_SAMPLES
 from .impressions import IMPRESSIONS
 from .quarantine import QUARANTINE
 from .request_samples import REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING
+from .request_samples_compact import REQUEST_SAMPLES_COMPACT
 from .user_actions import USER_ACTIONS
 from .user_history import USER_HISTORY
 from .user_summaries import USER_SUMMARIES
@@ -22,6 +23,7 @@ ALL_TABLES: dict[str, TableContract] = {
         IMPRESSION_SAMPLES,
         QUARANTINE,
         USER_SUMMARIES,
+        REQUEST_SAMPLES_COMPACT,
     )
 }
 
@@ -34,6 +36,7 @@ __all__ = [
     "IMPRESSION_SAMPLES",
     "QUARANTINE",
     "REQUEST_SAMPLES",
+    "REQUEST_SAMPLES_COMPACT",
     "REQUEST_SAMPLES_STAGING",
     "USER_ACTIONS",
     "USER_HISTORY",

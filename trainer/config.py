@@ -11,6 +11,7 @@ from typing import Any
 from schemas.fields import ACTION_BITS, TASKS
 
 ATTENTION_KINDS: tuple[str, ...] = ("shortcut", "sdpa")
+SUMMARY_ATTENTION_KINDS: tuple[str, ...] = ("softmax", "linear")  # VISTA summarizer (trainer/vista.py)
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,13 @@ class STCAConfig:
     )
     tasks: tuple[str, ...] = TASKS  # one logit per task, in the order of RequestBatch.labels' last axis
     task_weights: tuple[float, ...] = field(default_factory=tuple)  # loss weight per task; empty = all 1.0
+    # VISTA (trainer/vista.py; ignored by the other models). Optional fields with defaults, so one
+    # config type serves every model, `--model-config` and checkpoints alike.
+    summary_tokens: int = 16  # k: learnable seed tokens -> k summary tokens per user (128 in the paper)
+    summary_attention: str = "softmax"  # seed-to-history attention: "softmax" or "linear" (elu+1 feature map)
+    recent_events: int = 64  # raw most recent events the ranker reads beside the summary (0: summary only)
+    recon_items: int = 8  # next history items the summary-conditioned decoder predicts
+    recon_weight: float = 0.1  # weight of the reconstruction MSE added to the BCE (0 disables it)
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
@@ -53,7 +61,7 @@ class STCAConfig:
         positive = (
             "d", "heads", "layers", "id_dim", "item_buckets", "author_buckets", "user_buckets",
             "action_bits", "time_buckets", "time_buckets_per_octave", "watch_ratio_buckets",
-            "position_buckets", "duration_buckets", "head_hidden",
+            "position_buckets", "duration_buckets", "head_hidden", "summary_tokens", "recon_items",
         )  # fmt: skip
         for name in positive:
             value = getattr(self, name)
@@ -71,6 +79,14 @@ class STCAConfig:
             raise ConfigError(f"watch_ratio_max must be > 0, got {self.watch_ratio_max}")
         if self.attention not in ATTENTION_KINDS:
             raise ConfigError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
+        if self.summary_attention not in SUMMARY_ATTENTION_KINDS:
+            raise ConfigError(
+                f"summary_attention must be one of {SUMMARY_ATTENTION_KINDS}, got {self.summary_attention!r}"
+            )
+        if not isinstance(self.recent_events, int) or self.recent_events < 0:
+            raise ConfigError(f"recent_events must be an int >= 0, got {self.recent_events!r}")
+        if self.recon_weight < 0:
+            raise ConfigError(f"recon_weight must be >= 0, got {self.recon_weight}")
         if not self.tasks or len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"tasks must be non-empty and unique, got {self.tasks}")
         if self.task_weights and len(self.task_weights) != len(self.tasks):

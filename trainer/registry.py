@@ -5,12 +5,14 @@ from __future__ import annotations
 from trainer.baselines import DIN, MeanPool, SelfAttention
 from trainer.config import STCAConfig
 from trainer.model import STCA, Ranker
+from trainer.vista import VistaRanker
 
 MODELS: dict[str, type[Ranker]] = {
     "stca": STCA,
     "mean_pool": MeanPool,
     "din": DIN,
     "self_attention": SelfAttention,
+    "vista": VistaRanker,
 }
 
 
