@@ -1,0 +1,218 @@
+"""The VISTA summary path on Spark: the point-in-time join (pipelines/summary_join.py), the
+summarize_users and build_compact_samples jobs on a tiny warehouse, and the compact loader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import DataFrame, SparkSession
+
+from jobs import build_compact_samples, summarize_users
+from jobs.history_state import state_metadata
+from loader.compact import CompactLoader, CompactLoaderConfig
+from loader.snapshot import resolve_snapshot
+from loader.synthetic import DAY_MS, SyntheticSamples, write_synthetic_samples
+from pipelines.summary_join import join_latest_summary
+from schemas import REQUEST_SAMPLES, REQUEST_SAMPLES_COMPACT, USER_HISTORY, USER_SUMMARIES
+from schemas.fields import HISTORY_COLUMNS, LABEL_COLUMN_NAMES
+from schemas.request_samples import TARGET_COLUMNS
+from trainer.checkpoint import save_checkpoint
+from trainer.quantize import dequantize, error_bound, from_bytes
+from trainer.registry import build_model
+from trainer.synthetic import tiny_config
+from trainer.vista import VistaRanker
+
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(600)]
+
+HIST = [c.name for c in HISTORY_COLUMNS]
+PER_TARGET = [*(c.name for c in TARGET_COLUMNS), *LABEL_COLUMN_NAMES]
+DAY0 = 1_767_225_600_000  # 2026-01-01 UTC
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Any:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def request_row(request_id: str, user_id: int, request_ts: int, hist_ts: list[int], m: int = 2) -> dict[str, Any]:
+    n = len(hist_ts)
+    return {
+        "request_id": request_id, "user_id": user_id, "request_ts": request_ts, "date": "2026-01-01",
+        "hist_len": n, "hist_item_id": [1000 + i for i in range(n)], "hist_author_id": [7] * n,
+        "hist_action": [1] * n, "hist_ts": hist_ts, "hist_watch_ms": [5] * n, "hist_duration_ms": [9] * n,
+        "num_targets": m, "tgt_item_id": list(range(m)), "tgt_author_id": [3] * m, "tgt_position": list(range(m)),
+        "tgt_duration_ms": [10] * m, **{name: [i % 2 for i in range(m)] for name in LABEL_COLUMN_NAMES},
+    }
+
+
+def summary_row(user_id: int, as_of_ts: int, model_version: str = "v1", tag: int = 0) -> dict[str, Any]:
+    return {"user_id": user_id, "as_of_ts": as_of_ts, "model_version": model_version, "quantization": "int8",
+            "num_tokens": 1, "dim": 2, "summary": bytes([tag % 256, 0]), "scale": [1.0], "num_events": 0,
+            "date": "2026-01-01"}
+
+
+def frames(spark: SparkSession, requests: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> tuple[DataFrame, DataFrame]:
+    req = spark.createDataFrame([tuple(r[c] for c in REQUEST_SAMPLES.column_names) for r in requests], REQUEST_SAMPLES.spark_schema())
+    summ = spark.createDataFrame([tuple(s[c] for c in USER_SUMMARIES.column_names) for s in summaries], USER_SUMMARIES.spark_schema())
+    return req, summ
+
+
+def expected_suffix(hist_ts: list[int], as_of: int | None, cap: int) -> tuple[int, int]:
+    """(start, length) of the raw events the summary has not seen, capped to the most recent `cap`."""
+    seen = 0 if as_of is None else sum(t < as_of for t in hist_ts)
+    start = max(seen, len(hist_ts) - cap)
+    return start, len(hist_ts) - start
+
+
+# -- the join ------------------------------------------------------------------------------------------
+times = st.integers(min_value=0, max_value=40)  # a small range: many equal timestamps
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    requests=st.lists(st.tuples(st.integers(0, 2), times, st.lists(times, max_size=6)), min_size=1, max_size=12),
+    summaries=st.lists(st.tuples(st.integers(0, 2), times, st.sampled_from(["v1", "v2"])), max_size=10, unique_by=lambda s: s),
+    cap=st.integers(0, 4),
+)
+def test_join_latest_summary_attaches_the_newest_strictly_earlier_summary(
+    spark: SparkSession, requests: list[tuple[int, int, list[int]]], summaries: list[tuple[int, int, str]], cap: int
+) -> None:
+    rows = []
+    for i, (user, ts, hist) in enumerate(requests):
+        hist_ts = sorted(h for h in hist if h < ts)
+        rows.append(request_row(f"r{i}", user, ts, hist_ts))
+    summ = [summary_row(u, t, v, tag=t) for u, t, v in summaries]
+    req_df, summ_df = frames(spark, rows, summ)
+    out = {r["request_id"]: r for r in req_df.transform(join_latest_summary(summ_df, "v1", cap)).collect()}
+    assert len(out) == len(rows)
+    for r in rows:
+        got = out[r["request_id"]]
+        earlier = [t for u, t, v in summaries if u == r["user_id"] and v == "v1" and t < r["request_ts"]]
+        want = max(earlier) if earlier else None
+        assert got["summary_as_of_ts"] == want, (r, summaries)
+        assert got["summary_as_of_ts"] is None or got["summary_as_of_ts"] < got["request_ts"]  # never from the future
+        assert got["summary"] == (None if want is None else bytes([want % 256, 0]))
+        start, length = expected_suffix(r["hist_ts"], want, cap)
+        assert got["hist_len"] == length and got["source_hist_len"] == r["hist_len"]
+        for name in HIST:
+            assert list(got[name]) == r[name][start:], name
+        assert got["model_version"] == "v1" and got["num_targets"] == r["num_targets"]
+
+
+def test_join_latest_summary_names_missing_columns(spark: SparkSession) -> None:
+    req_df, summ_df = frames(spark, [request_row("r", 1, 10, [1])], [summary_row(1, 5)])
+    with pytest.raises(ValueError, match=r"join_latest_summary \(summaries\): missing columns \['summary'\]"):
+        req_df.transform(join_latest_summary(summ_df.drop("summary"), "v1", 3))
+    with pytest.raises(ValueError, match="max_recent must be >= 0, got -1"):
+        join_latest_summary(summ_df, "v1", -1)
+
+
+# -- jobs on a tiny warehouse ------------------------------------------------------------------------------
+STATE_DATE, REQUEST_DATE = "2026-01-01", "2026-01-02"
+USERS = 6
+
+
+def write_state(spark: SparkSession, warehouse: str) -> dict[int, list[int]]:
+    """A user_history state as of STATE_DATE (what build_user_history commits), and each user's hist_ts."""
+    rng = np.random.default_rng(3)
+    rows, ts_by_user = [], {}
+    for user in range(USERS):
+        n = int(rng.integers(0, 60)) if user else 0  # user 0 has no events
+        ts = sorted(int(t) for t in DAY0 - rng.integers(1, 5 * DAY_MS, n))
+        ts_by_user[user] = ts
+        rows.append((user, STATE_DATE, n, [int(x) for x in rng.integers(1, 500, n)], [int(x) for x in rng.integers(1, 50, n)],
+                     [1] * n, ts, [1000] * n, [2000] * n))
+    df = spark.createDataFrame(rows, USER_HISTORY.spark_schema())
+    (df.write.format("delta").mode("overwrite").option("userMetadata", state_metadata(STATE_DATE))
+     .save(USER_HISTORY.location(warehouse)))
+    return ts_by_user
+
+
+def vista_checkpoint(tmp_path: Path) -> tuple[str, VistaRanker]:
+    torch.manual_seed(0)
+    config = tiny_config(summary_tokens=4, recent_events=8, recon_items=4, layers=1)
+    model = build_model("vista", config)
+    assert isinstance(model, VistaRanker)
+    path = save_checkpoint(tmp_path / "vista.pt", model=model, config=config, step=0, model_name="vista")
+    return str(path), model
+
+
+def test_summarize_then_compact_then_load(spark: SparkSession, warehouse: str, tmp_path: Path) -> None:
+    checkpoint, model = vista_checkpoint(tmp_path)
+    ts_by_user = write_state(spark, warehouse)
+    argv = ["--warehouse", warehouse, "--date", STATE_DATE, "--checkpoint", checkpoint, "--model-version", "v1",
+            "--l-max", "40", "--batch-size", "4"]
+    first = summarize_users.main(argv)
+    again = summarize_users.main(argv)  # a rerun replaces the refresh: same rows, one more commit
+    as_of = DAY0 + DAY_MS
+    assert first["users"] == again["users"] == USERS and first["as_of_ts"] == as_of
+    assert again["version"] == first["version"] + 1
+    summaries = spark.read.format("delta").load(USER_SUMMARIES.location(warehouse)).collect()
+    assert len(summaries) == USERS and {r["date"] for r in summaries} == {STATE_DATE}
+    history = json.loads(spark.sql(f"DESCRIBE HISTORY delta.`{USER_SUMMARIES.location(warehouse)}`").first()["userMetadata"])
+    assert history["as_of_ts"] == as_of and history["model_version"] == "v1"
+    # The stored summary is the model's summary of the user's last l_max events, within int8's bound.
+    state = {r["user_id"]: r for r in spark.read.format("delta").load(USER_HISTORY.location(warehouse)).collect()}
+    for row in summaries:
+        assert row["num_events"] == min(40, len(ts_by_user[row["user_id"]]))
+        q = from_bytes([row["summary"]], "int8", row["num_tokens"], row["dim"])
+        stored = dequantize(q, torch.tensor([row["scale"]]))[0]
+        expected = model.summarize(history_batch(state[row["user_id"]], 40, as_of))[0]
+        assert bool(((stored - expected).abs() <= error_bound(expected) + 1e-5).all())
+
+    samples = REQUEST_SAMPLES.location(warehouse)
+    write_synthetic_samples(samples, SyntheticSamples(num_requests=30, dates=(REQUEST_DATE,), l_max=120, mean_hist=50,
+                                                      max_targets=3, num_users=USERS + 2, rows_per_group=8))
+    result = build_compact_samples.main(["--warehouse", warehouse, "--date", REQUEST_DATE, "--model-version", "v1",
+                                         "--max-recent", "16"])
+    assert result["requests"] == 30
+    source = {r["request_id"]: r for r in pq.read_table(resolve_snapshot(samples).files).to_pylist()}
+    compact = {r["request_id"]: r for r in pq.read_table(resolve_snapshot(REQUEST_SAMPLES_COMPACT.location(warehouse)).files).to_pylist()}
+    assert set(compact) == set(source)
+    with_summary = 0
+    for rid, row in compact.items():
+        src = source[rid]
+        for name in ("user_id", "request_ts", "num_targets", *PER_TARGET):
+            assert row[name] == src[name], name
+        has = src["user_id"] < USERS  # users USERS.. have no summary
+        with_summary += has
+        assert row["summary_as_of_ts"] == (as_of if has else None)
+        start, length = expected_suffix(src["hist_ts"], as_of if has else None, 16)
+        assert row["hist_len"] == length and row["source_hist_len"] == src["hist_len"]
+        for name in HIST:
+            assert row[name] == src[name][start:], name
+    assert result["with_summary"] == with_summary > 0
+
+    batches = list(CompactLoader(REQUEST_SAMPLES_COMPACT.location(warehouse), CompactLoaderConfig(batch_size=8, seed=1)))
+    assert sorted(rid for b in batches for rid in b.requests.request_id) == sorted(compact)
+    batch = batches[0]
+    assert batch.summary.shape[1:] == (4, 16) and batch.quantization == "int8"
+    for i, rid in enumerate(batch.requests.request_id):
+        assert bool(batch.has_summary[i]) == (compact[rid]["summary"] is not None)
+        assert batch.requests.hist_ts[i, : compact[rid]["hist_len"]].tolist() == compact[rid]["hist_ts"]
+    logits, loss = model(batch)
+    assert logits.shape[:2] == batch.requests.tgt_item_id.shape and bool(torch.isfinite(loss))
+
+
+def history_batch(row: Any, l_max: int, as_of: int) -> Any:
+    from loader.batch import RequestBatch
+
+    n = min(l_max, row["hist_len"])
+    hist = {name: torch.tensor([row[name][len(row[name]) - n :]], dtype=torch.int64 if name in ("hist_item_id", "hist_author_id", "hist_ts") else torch.int32)
+            for name in HIST}
+    empty = torch.zeros((1, 0), dtype=torch.int64)
+    return RequestBatch(request_id=[""], user_id=torch.tensor([row["user_id"]]), request_ts=torch.tensor([as_of]),
+                        hist_len=torch.tensor([n]), num_targets=torch.zeros(1, dtype=torch.int64), tgt_item_id=empty,
+                        tgt_author_id=empty, tgt_position=empty.int(), tgt_duration_ms=empty.int(),
+                        labels=torch.zeros((1, 0, 6)), **hist)
