@@ -1,0 +1,53 @@
+"""The demo report: every number on the page comes from summary.json and every image exists."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from jobs.report import main, render
+
+TASKS = ("finish", "skip")
+
+
+def summary() -> dict[str, object]:
+    def run(base: float) -> dict[str, object]:
+        return {"train": {"steps": 12, "seconds": 3.5, "requests_per_s": 101.5, "history_tokens_per_s": 45678},
+                "parameters": 12345, "table_version": 3,
+                "eval": {str(n): {t: {"auc": base + n / 1e5, "gauc": base - 0.01, "logloss": 0.61, "n": 40.0} for t in TASKS}
+                         for n in (32, 512, 2000)}}
+    return {
+        "run": "20260101T000000Z", "seconds": 123.4, "scale_name": "tiny",
+        "counts": {"requests": 4321, "targets": 43210, "quarantined": 17},
+        "stages": {"generate_logs": {"rows": {"impressions": 50000}, "seconds": 10.0},
+                   "build_request_samples 2026-01-01": {"requests": 4321, "targets": 43210, "version": 7, "seconds": 4.2}},
+        "quarantine_by_reason": {"impressions": {"duplicate": 12, "null_user_id": 5}},
+        "hist_len": {"edges": [1, 10, 100, 1000, 10000], "counts": [5, 50, 500, 20],
+                     "percentiles": {"p50": 88, "p90": 900, "p99": 5000, "max": 9999}},
+        "quality": {"2026-01-01": {"success": True, "expectations": 31, "failed": 0, "data_docs": "../../warehouse/_quality/docs/index.html"}},
+        "storage": {"date": "2026-01-01", "request_level_history_bytes": 1_000_000,
+                    "impression_level_history_bytes": 9_000_000, "saving": 0.8889, "mean_targets": 9.87},
+        "training": {"stca": run(0.70), "mean_pool": run(0.60)},
+        "loader": {"train": {"requests_per_s": 850.5, "tokens_per_s": 1234567}},
+        "config": {"scale": {"num_users": 60}},
+    }
+
+
+def test_report_shows_the_json_numbers_and_every_image_exists(tmp_path: Path) -> None:
+    s = summary()
+    index = render(s, tmp_path)
+    page = index.read_text()
+    images = re.findall(r"<img src='([^']+)'", page)
+    assert set(images) == {"hist_len.png", "storage.png", "auc_vs_length.png", "gauc_vs_length.png"}
+    for name in images:
+        assert (tmp_path / name).stat().st_size > 5_000, f"{name} is missing or empty"
+    for text in ("4,321", "43,210", "17", "duplicate", "null_user_id", "89%", "passed", "Data Docs", "101.5",
+                 "45,678", "850.5", "1,234,567", "0.7200", "0.6200", "9.8700", "20260101T000000Z"):
+        assert text in page, f"{text!r} is not on the page"
+
+
+def test_report_command_rerenders_a_run(tmp_path: Path) -> None:
+    (tmp_path / "summary.json").write_text(json.dumps(summary()))
+    assert main([str(tmp_path / "summary.json")]) == tmp_path / "index.html"
+    assert "stca" in (tmp_path / "index.html").read_text()
