@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from loader.compact import CompactBatch
 from loader.synthetic import SyntheticSamples, write_synthetic_samples
 from trainer.config import ConfigError
 from trainer.quantize import QuantizationError, dequantize, error_bound, from_bytes, quantize, to_bytes
 from trainer.registry import MODELS, build_model
 from trainer.synthetic import random_batch, tiny_config
-from trainer.vista import VistaRanker, VistaSummarizer
+from trainer.vista import VistaRanker, VistaSummarizer, compact_batch
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -171,17 +170,7 @@ def test_config_rejects_bad_vista_values() -> None:
 
 
 # -- cached summaries -----------------------------------------------------------------------------------
-def compact_from(model: VistaRanker, batch: object, kind: str = "fp16") -> CompactBatch:
-    """The CompactBatch serving would build: the summary of each request's prefix (what joint
-    training summarizes), quantized, beside the full batch (the ranker keeps the recent suffix)."""
-    assert hasattr(batch, "hist_len")
-    cut = (batch.hist_len - model.summary_gap).clamp(min=0)
-    first_after = batch.hist_ts.gather(1, cut.clamp(max=batch.hist_ts.shape[1] - 1)[:, None])[:, 0]
-    ref = torch.where(cut < batch.hist_len, first_after, batch.request_ts)
-    summary = model.summarize(replace(batch, hist_len=cut, request_ts=ref))  # type: ignore[type-var]
-    q, scale = quantize(summary, kind)
-    return CompactBatch(requests=batch, has_summary=torch.ones(batch.size, dtype=torch.bool), summary=q,  # type: ignore[arg-type]
-                        summary_scale=scale, summary_as_of_ts=ref, quantization=kind)
+compact_from = compact_batch
 
 
 def test_cached_summaries_reproduce_joint_training_logits() -> None:

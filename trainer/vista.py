@@ -260,4 +260,21 @@ class VistaRanker(Ranker):
         return logits, loss
 
 
-__all__ = ["ReconstructionHead", "SeedAttention", "VistaRanker", "VistaSummarizer", "masked_mse"]
+@torch.no_grad()
+def compact_batch(model: VistaRanker, batch: RequestBatch, kind: str = "int8") -> CompactBatch:
+    """The CompactBatch serving would see for `batch`: each request's summarized prefix (exactly
+    what joint training summarizes: all but the last `summary_gap` events, ages from the first
+    event after it) quantized as `kind`, beside the full request (the ranker keeps its recent
+    suffix). For tests and benchmarks: cached-path logits equal joint logits up to quantization."""
+    from trainer.quantize import quantize
+
+    cut = (batch.hist_len - model.summary_gap).clamp(min=0)  # (B,)
+    length = max(batch.hist_ts.shape[1], 1)
+    first_after = F.pad(batch.hist_ts, (0, 1)).gather(1, cut.clamp(max=length - 1)[:, None])[:, 0]  # (B,)
+    ref = torch.where(cut < batch.hist_len, first_after, batch.request_ts)
+    q, scale = quantize(model.summarize(replace(batch, hist_len=cut, request_ts=ref)), kind)
+    return CompactBatch(requests=batch, has_summary=torch.ones_like(batch.hist_len, dtype=torch.bool), summary=q,
+                        summary_scale=scale, summary_as_of_ts=ref, quantization=kind)
+
+
+__all__ = ["ReconstructionHead", "SeedAttention", "VistaRanker", "VistaSummarizer", "compact_batch", "masked_mse"]
