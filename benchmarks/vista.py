@@ -234,7 +234,7 @@ def bench_auc(args: argparse.Namespace) -> dict[str, Any]:
             loss.backward()
             opt.step()
         out["train_seconds"][name] = round(time.perf_counter() - t0, 1)
-        probs = model.predict(view(evaluation))[..., 0]  # type: ignore[operator]
+        probs = model.predict(view(evaluation))[..., 0]
         out["auc"][name] = round(auc(probs.flatten(), evaluation.labels[..., 0].flatten()), 4)
         models[name] = model
         print(f"(d) {name}: AUC {out['auc'][name]} ({out['train_seconds'][name]} s)", flush=True)
