@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> Path:
     generate_logs.main(["--warehouse", wh, "--seed", str(args.seed), "--start-date", DAY, "--num-days", "1",
                         "--history-days", str(size.history_days), "--num-users", str(size.num_users), "--max-events", str(size.max_events)])
     build_user_history.main(["--warehouse", wh, "--date", previous_day(DAY), "--state-len", str(STATE_LEN)])
-    job = build_request_samples.main(["--warehouse", wh, "--date", DAY, "--l-max", str(STATE_LEN)])
+    job = build_request_samples.main(["--warehouse", wh, "--date", DAY, "--l-max", str(STATE_LEN), "--output", "request_samples"])
     build_impression_samples.main(["--warehouse", wh, "--date", DAY])
 
     hist_cols = [c.name for c in HISTORY_COLUMNS]

@@ -2,8 +2,9 @@
 
 Stages: generate synthetic logs -> bootstrap the user_history state -> per day, build
 request_samples into staging, validate it (quality gate), publish it and extend the state ->
-build the flat impression layout of the last day -> compare storage. Writes
-reports/<run>/summary.json and prints a short report.
+build the flat impression layout of the last day -> compare storage -> measure the loader ->
+train STCA (length-extrapolative sampling) and the baselines on the earlier days, evaluate on the
+last day at several inference lengths -> reports/<run>/index.html (+ summary.json, PNGs).
 
     make demo                 # the default scale, a few minutes on 2 cores
     make demo SCALE=tiny      # seconds-scale smoke run
@@ -16,10 +17,15 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from jobs import (
@@ -31,27 +37,45 @@ from jobs import (
     validate,
 )
 from jobs.cli import configure_logging, previous_day
+from jobs.report import render
+from loader import LengthSampling, LoaderConfig, RequestLoader
 from loader.snapshot import resolve_snapshot
 from loader.storage import bytes_of, column_bytes
-from schemas import DEFAULT_WAREHOUSE, IMPRESSION_SAMPLES, REQUEST_SAMPLES
+from schemas import DEFAULT_WAREHOUSE, IMPRESSION_SAMPLES, QUARANTINE, REQUEST_SAMPLES
 from schemas.fields import HISTORY_COLUMNS
+from trainer.train import TrainConfig, train
 
 log = logging.getLogger("demo")
+
+
+CPU_MODEL = {"d": 32, "heads": 2, "layers": 2, "id_dim": 32, "head_hidden": 64,
+             "item_buckets": 1 << 17, "author_buckets": 1 << 12, "user_buckets": 1 << 14}
+GPU_MODEL = {"d": 256, "heads": 4, "layers": 4, "id_dim": 64, "head_hidden": 512}
 
 
 @dataclass(frozen=True)
 class Scale:
     num_users: int  # users in the generated logs
     history_days: int  # warm-up days of actions before the first request day
-    num_days: int  # request days
+    num_days: int  # request days (all but the last train, the last evaluates)
     max_events: int  # warm-up events of the most active user (> l_max: some histories exceed it)
     l_max: int  # history length kept per request
+    train_steps: int  # optimizer steps per model
+    batch_size: int  # requests per training batch
+    length_mean: float  # mean sampled history length in training (length extrapolation)
+    eval_lengths: tuple[int, ...]  # inference lengths evaluated on the last day
+    models: tuple[str, ...] = ("stca", "mean_pool", "din")  # STCA and the baselines on one chart
+    model_config: tuple[tuple[str, object], ...] = tuple(CPU_MODEL.items())
 
 
 SCALES: dict[str, Scale] = {
-    "tiny": Scale(num_users=60, history_days=3, num_days=2, max_events=3_000, l_max=2_000),
-    "default": Scale(num_users=1_500, history_days=20, num_days=3, max_events=15_000, l_max=10_000),
-    "large": Scale(num_users=2_000_000, history_days=60, num_days=7, max_events=20_000, l_max=10_000),
+    "tiny": Scale(num_users=60, history_days=3, num_days=2, max_events=3_000, l_max=2_000,
+                  train_steps=8, batch_size=16, length_mean=300.0, eval_lengths=(64, 512, 2_000)),
+    "default": Scale(num_users=1_500, history_days=20, num_days=3, max_events=15_000, l_max=10_000,
+                     train_steps=60, batch_size=32, length_mean=2_000.0, eval_lengths=(512, 2_000, 10_000)),
+    "large": Scale(num_users=2_000_000, history_days=60, num_days=7, max_events=20_000, l_max=10_000,
+                   train_steps=20_000, batch_size=256, length_mean=2_000.0, eval_lengths=(512, 2_000, 5_000, 10_000),
+                   model_config=tuple(GPU_MODEL.items())),
 }
 START_DATE = "2026-01-01"
 
@@ -70,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     days = [(dt.date.fromisoformat(START_DATE) + dt.timedelta(days=i)).isoformat() for i in range(scale.num_days)]
     wh = ["--warehouse", args.warehouse]
     stages: dict[str, object] = {}
-    steps = tqdm(total=2 + 4 * len(days) + 2, desc="demo", unit="stage")
+    steps = tqdm(total=2 + 4 * len(days) + 3 + len(scale.models), desc="demo", unit="stage")
 
     def stage(name: str, result: object) -> None:
         stages[name] = result
@@ -92,15 +116,91 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     stage(f"build_impression_samples {days[-1]}", build_impression_samples.main([*wh, "--date", days[-1]]))
     storage = storage_comparison(args.warehouse, days[-1])
     stage("storage", storage)
+    table = REQUEST_SAMPLES.location(args.warehouse)
+    loader = loader_throughput(table, scale)
+    stage("loader", loader)
+    out = Path(args.reports) / run
+    training: dict[str, object] = {}
+    for model in scale.models:
+        result = train(TrainConfig(
+            table=table, out=str(out / "runs" / model), model=model, train_to=days[-2], eval_date=days[-1],
+            steps=scale.train_steps, batch_size=scale.batch_size, lr=3e-3, warmup=max(1, scale.train_steps // 10),
+            length_min=min(64, scale.l_max // 4), length_max=scale.l_max, length_mean=scale.length_mean,
+            eval_lengths=scale.eval_lengths, checkpoint_every=10**9, model_config=dict(scale.model_config),
+        ))
+        training[model] = result
+        stage(f"train {model}", {"seconds": result["train"]["seconds"], "version": result["table_version"],
+                                 "eval_auc_finish": {n: round(m["finish"]["auc"], 4) for n, m in result["eval"].items()}})
     steps.close()
 
     seconds = round(time.monotonic() - start, 1)
-    summary = {"run": run, "scale": asdict(scale), "seconds": seconds, "stages": stages}
-    out = Path(args.reports) / run
+    quality = {d: gate_result(stages[f"validate {d}"], out) for d in days}
+    samples = request_stats(table)
+    qc = quarantine_counts(args.warehouse)
+    summary = {
+        "run": run, "scale_name": args.scale, "seconds": seconds, "stages": stages,
+        "counts": {**samples.pop("counts"), "quarantined": sum(n for by in qc.values() for n in by.values())},
+        "quarantine_by_reason": qc, "hist_len": samples, "quality": quality, "storage": storage,
+        "loader": loader, "training": training,
+        "config": {"scale": asdict(scale), "warehouse": args.warehouse, "seed": args.seed, "days": days},
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    print_report(stages, out / "summary.json", seconds)
+    index = render(json.loads(json.dumps(summary, default=str)), out)
+    print_report(stages, index, seconds)
     return summary
+
+
+def gate_result(validated: object, out: Path) -> dict[str, object]:
+    """The gate's verdict for the report: expectation counts and a link relative to the report."""
+    v = validated if isinstance(validated, dict) else {}
+    counts = [tuple(int(x) for x in str(s).split("/")) for s in v.get("suites", {}).values()]
+    docs = v.get("data_docs")
+    return {"success": bool(v.get("success")), "expectations": sum(b for _, b in counts),
+            "failed": sum(b - a for a, b in counts),
+            "data_docs": os.path.relpath(str(docs), out.resolve()) if docs else None}
+
+
+def request_stats(table: str) -> dict[str, Any]:
+    """Requests, targets and the hist_len distribution of the published table (log-spaced bins)."""
+    snap = resolve_snapshot(table)
+    cols = pa.concat_tables(pq.read_table(f, columns=["hist_len", "num_targets"]) for f in snap.files)
+    hist = np.asarray(cols.column("hist_len"), dtype=np.int64)
+    edges = np.unique(np.geomspace(1, max(2, int(hist.max(initial=1)) + 1), 30).astype(np.int64))
+    counts, _ = np.histogram(np.maximum(hist, 1), bins=edges)
+    pct = {f"p{q}": int(np.percentile(hist, q)) for q in (10, 50, 90, 99)} if len(hist) else {}
+    return {"counts": {"requests": len(hist), "targets": int(np.asarray(cols.column("num_targets")).sum())},
+            "edges": edges.tolist(), "counts_per_bin": counts.tolist(), "percentiles": {**pct, "max": int(hist.max(initial=0))},
+            "version": snap.version}
+
+
+def quarantine_counts(warehouse: str) -> dict[str, dict[str, int]]:
+    """Quarantined rows by source table and reason (delta-rs: no Spark needed)."""
+    snap = resolve_snapshot(QUARANTINE.location(warehouse))
+    out: dict[str, dict[str, int]] = {}
+    for f in snap.data_files:
+        reasons = pq.read_table(f.path, columns=["reason"]).column("reason").to_pylist()
+        by = out.setdefault(str(f.partition.get("source_table")), {})
+        for r in reasons:
+            by[str(r)] = by.get(str(r), 0) + 1
+    return out
+
+
+def loader_throughput(table: str, scale: Scale) -> dict[str, dict[str, float]]:
+    """One pass of the loader over the published table, evaluation and training modes."""
+    out = {}
+    for mode, cfg in (
+        ("evaluation (full history)", LoaderConfig(batch_size=64, shuffle=False)),
+        ("training (sampled lengths)", LoaderConfig(batch_size=64, seed=1, length_sampling=LengthSampling(
+            l_min=min(64, scale.l_max // 4), l_max=scale.l_max, mean=min(scale.length_mean, scale.l_max / 2)))),
+    ):
+        t0 = time.perf_counter()
+        requests = tokens = 0
+        for batch in RequestLoader(table, cfg):
+            requests, tokens = requests + batch.size, tokens + batch.num_history_tokens
+        seconds = time.perf_counter() - t0
+        out[mode] = {"requests_per_s": round(requests / seconds, 1), "tokens_per_s": round(tokens / seconds), "requests": requests}
+    return out
 
 
 def storage_comparison(warehouse: str, day: str) -> dict[str, object]:
@@ -125,7 +225,7 @@ REPORT_KEYS = (
 
 
 def print_report(stages: dict[str, object], path: Path, seconds: float) -> None:
-    print(f"\ndemo finished in {seconds:.0f}s; summary: {path}")
+    print(f"\ndemo finished in {seconds:.0f}s; report: {path} (open it in a browser)")
     for name, result in stages.items():
         if isinstance(result, dict):
             shown = {k: result[k] for k in REPORT_KEYS if k in result}

@@ -41,7 +41,7 @@ def _fmt(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:,.4f}" if abs(v) < 10 else f"{v:,.1f}"
+        return f"{v:,.4f}" if abs(v) < 1 else f"{v:,.1f}"
     return html.escape(str(v))
 
 
@@ -56,7 +56,7 @@ def _card(label: str, value: Any, cls: str = "") -> str:
 
 
 def plot_hist_len(hist: Mapping[str, Any], path: Path) -> Path:
-    edges, counts = hist["edges"], hist["counts"]
+    edges, counts = hist["edges"], hist["counts_per_bin"]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.bar(edges[:-1], counts, width=[b - a for a, b in pairwise(edges)], align="edge",
            color="#1f77b4", edgecolor="white")
@@ -135,7 +135,7 @@ def render(summary: Mapping[str, Any], out_dir: Path) -> Path:
         (name, r.get("seconds", ""), r.get("version", ""),
          ", ".join(f"{k}={v}" for k, v in r.items() if k in ("rows", "requests", "targets", "impressions", "users_updated",
                                                                "actions_read", "max_hist_len")))
-        for name, r in summary["stages"].items() if isinstance(r, dict)
+        for name, r in summary["stages"].items() if isinstance(r, dict) and name not in ("storage", "loader")
     ]))
     reasons = summary.get("quarantine_by_reason", {})
     parts.append("<h2>Quarantine</h2>")

@@ -23,7 +23,7 @@ def summary() -> dict[str, object]:
         "stages": {"generate_logs": {"rows": {"impressions": 50000}, "seconds": 10.0},
                    "build_request_samples 2026-01-01": {"requests": 4321, "targets": 43210, "version": 7, "seconds": 4.2}},
         "quarantine_by_reason": {"impressions": {"duplicate": 12, "null_user_id": 5}},
-        "hist_len": {"edges": [1, 10, 100, 1000, 10000], "counts": [5, 50, 500, 20],
+        "hist_len": {"edges": [1, 10, 100, 1000, 10000], "counts_per_bin": [5, 50, 500, 20],
                      "percentiles": {"p50": 88, "p90": 900, "p99": 5000, "max": 9999}},
         "quality": {"2026-01-01": {"success": True, "expectations": 31, "failed": 0, "data_docs": "../../warehouse/_quality/docs/index.html"}},
         "storage": {"date": "2026-01-01", "request_level_history_bytes": 1_000_000,
@@ -43,7 +43,7 @@ def test_report_shows_the_json_numbers_and_every_image_exists(tmp_path: Path) ->
     for name in images:
         assert (tmp_path / name).stat().st_size > 5_000, f"{name} is missing or empty"
     for text in ("4,321", "43,210", "17", "duplicate", "null_user_id", "89%", "passed", "Data Docs", "101.5",
-                 "45,678", "850.5", "1,234,567", "0.7200", "0.6200", "9.8700", "20260101T000000Z"):
+                 "45,678", "850.5", "1,234,567", "0.7200", "0.6200", "9.9", "20260101T000000Z"):
         assert text in page, f"{text!r} is not on the page"
 
 
@@ -51,3 +51,19 @@ def test_report_command_rerenders_a_run(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text(json.dumps(summary()))
     assert main([str(tmp_path / "summary.json")]) == tmp_path / "index.html"
     assert "stca" in (tmp_path / "index.html").read_text()
+
+
+def test_report_of_a_real_tiny_demo_run_matches_its_json(tmp_path: Path) -> None:
+    """summary.json kept from `python -m jobs.demo --scale tiny` (tests/data): the page carries its numbers."""
+    s = json.loads((Path(__file__).parent / "data" / "demo_summary_tiny.json").read_text())
+    page = render(s, tmp_path).read_text()
+    for name in re.findall(r"<img src='([^']+)'", page):
+        assert (tmp_path / name).stat().st_size > 5_000, name
+    assert f"{s['counts']['requests']:,}" in page and f"{s['counts']['targets']:,}" in page
+    for model, run in s["training"].items():
+        for length, tasks in run["eval"].items():
+            for task, m in tasks.items():
+                assert f"{m['auc']:,.4f}" in page, (model, length, task)
+    for source, reasons in s["quarantine_by_reason"].items():
+        for reason, n in reasons.items():
+            assert f"<td>{source}</td><td>{reason}</td><td>{n:,}</td>" in page
