@@ -1,5 +1,7 @@
 """Daily request_samples: wait for day D's inputs, extend the history state, build D into staging,
-run the quality gate, publish. Schedule, tasks and edges only: every step is a project job
+run the quality gate, publish; then (VISTA, when a summarizer checkpoint is configured) refresh
+the user summaries as of the end of D and build D's compact request table. Schedule, tasks and
+edges only: every step is a project job
 (jobs/*.py) run by the project's own spark-submit; the sensors run a project module with the
 project's interpreter (the Airflow environment has neither pyspark nor deltalake).
 
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.sensors.bash import BashSensor
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, task
 
 PROJECT_ROOT = Path(os.environ.get("RLB_PROJECT_ROOT", Path(__file__).resolve().parent.parent))
 PROJECT_PYTHON = os.environ.get("RLB_PROJECT_PYTHON", str(PROJECT_ROOT / ".venv" / "bin" / "python"))
@@ -90,6 +92,11 @@ with DAG(
         "spark_packages": Param("", type="string", description="e.g. io.delta:delta-spark_2.13:4.0.1 on a cluster"),
         "spark_py_files": Param("", type="string", description="the project as a zip/wheel, when the cluster lacks it"),
         "driver_memory": Param("2g", type="string"),
+        "vista_checkpoint": Param(
+            "", type="string", description="checkpoint.pt of a `trainer.train --model vista` run; empty skips the VISTA steps"
+        ),
+        "vista_model_version": Param("vista-v1", type="string", description="model_version written with the summaries"),
+        "vista_max_recent": Param(256, type="integer", minimum=0, description="raw events kept per compact row"),
     },
     tags=["rlb", "spark", "delta"],
 ) as dag:
@@ -117,4 +124,31 @@ with DAG(
     )
     publish = spark_step("publish", "publish.py")
 
-    inputs_ready >> history >> samples >> gate >> publish
+    @task.short_circuit(task_id="vista_enabled")
+    def vista_enabled(**context: object) -> bool:
+        """Skips the VISTA steps unless a summarizer checkpoint is configured."""
+        params = context["params"]
+        return bool(params["vista_checkpoint"])  # type: ignore[index]
+
+    # Summaries as of the end of D (from D's state); D's compact rows take the newest summary
+    # strictly before each request, i.e. from an earlier refresh.
+    summarize = spark_step(
+        "summarize_users",
+        "summarize_users.py",
+        "--checkpoint",
+        "{{ params.vista_checkpoint }}",
+        "--model-version",
+        "{{ params.vista_model_version }}",
+        "--l-max",
+        "{{ params.l_max }}",
+    )
+    compact = spark_step(
+        "build_compact_samples",
+        "build_compact_samples.py",
+        "--model-version",
+        "{{ params.vista_model_version }}",
+        "--max-recent",
+        "{{ params.vista_max_recent }}",
+    )
+
+    inputs_ready >> history >> samples >> gate >> publish >> vista_enabled() >> summarize >> compact
