@@ -29,7 +29,9 @@ def seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# VISTA adds a per-request reconstruction loss that point-wise mode would count once per target,
+# so its two modes are different objectives by design; every other model must match exactly.
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if n != "vista"))
 def test_rlb_and_pointwise_give_same_loss_and_gradients(name: str) -> None:
     model = build_model(name, tiny_config())
     batch = random_batch(HIST_LENS, NUM_TARGETS, seed=1)
@@ -87,6 +89,6 @@ def test_registry_builds_each_model_and_rejects_unknown_names() -> None:
     assert isinstance(build_model("din", tiny_config()), DIN)
     with pytest.raises(
         ValueError,
-        match=r"unknown model 'hstu'; expected one of \['din', 'mean_pool', 'self_attention', 'stca'\]",
+        match=r"unknown model 'hstu'; expected one of \['din', 'mean_pool', 'self_attention', 'stca', 'vista'\]",
     ):
         build_model("hstu", tiny_config())
