@@ -18,6 +18,25 @@ def spark() -> Iterator[SparkSession]:
     session.stop()
 
 
+@pytest.fixture(scope="module")
+def torch_single_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread is faster and immune to OpenMP spinning on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def torch_seed() -> None:
+    """A fixed seed before every model test: reference values and random batches repeat."""
+    import torch
+
+    torch.manual_seed(0)
+
+
 @pytest.fixture()
 def warehouse(tmp_path: Path) -> str:
     root = tmp_path / "warehouse"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -12,21 +11,14 @@ from trainer.baselines import DIN, MeanPool, SelfAttention
 from trainer.registry import MODELS, build_model
 from trainer.synthetic import random_batch, tiny_config
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
+
 HIST_LENS = [9, 0, 4, 12]
 NUM_TARGETS = [3, 2, 1, 4]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def seed() -> None:
-    torch.manual_seed(0)
 
 
 # VISTA adds a per-request reconstruction loss that point-wise mode would count once per target,

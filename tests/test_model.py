@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -14,22 +13,14 @@ from trainer.losses import masked_bce_loss, per_task_bce
 from trainer.model import STCA, hash_ids, log_buckets, pointwise_batch
 from trainer.synthetic import random_batch, tiny_config
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
+
 HIST_LENS = [9, 0, 4, 12]
 NUM_TARGETS = [3, 2, 1, 4]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is faster and immune to OpenMP spinning on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def seed() -> None:
-    torch.manual_seed(0)
 
 
 def make_batch(seed: int = 1, **kwargs: object) -> RequestBatch:

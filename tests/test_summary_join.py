@@ -30,19 +30,13 @@ from trainer.registry import build_model
 from trainer.synthetic import tiny_config
 from trainer.vista import VistaRanker
 
-pytestmark = [pytest.mark.spark, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(600), pytest.mark.usefixtures("torch_single_thread")]
 
 HIST = [c.name for c in HISTORY_COLUMNS]
 PER_TARGET = [*(c.name for c in TARGET_COLUMNS), *LABEL_COLUMN_NAMES]
 DAY0 = 1_767_225_600_000  # 2026-01-01 UTC
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def request_row(request_id: str, user_id: int, request_ts: int, hist_ts: list[int], m: int = 2) -> dict[str, Any]:

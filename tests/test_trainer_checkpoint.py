@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,9 @@ from trainer import checkpoint as ckpt
 from trainer.model import STCA
 from trainer.synthetic import random_batch, tiny_config
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 def train_one_step(

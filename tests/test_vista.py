@@ -4,7 +4,6 @@ full histories (joint training) and on cached summaries (CompactBatch), and `--m
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,20 +17,11 @@ from trainer.registry import MODELS, build_model
 from trainer.synthetic import random_batch, tiny_config
 from trainer.vista import VistaRanker, VistaSummarizer, compact_batch
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("torch_single_thread", "torch_seed")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def seed() -> None:
-    torch.manual_seed(0)
 
 
 def vista_config(**kw: object) -> object:
