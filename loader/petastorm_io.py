@@ -67,20 +67,32 @@ class ArrowRowGroupWorker(ArrowReaderWorker):
     def new_results_queue_reader() -> _RawArrowQueueReader:
         return _RawArrowQueueReader()
 
-    def _load_rows(self, pq_file: Any, piece: Any, shuffle_row_drop_range: Any) -> Any:
-        table = super()._load_rows(pq_file, piece, shuffle_row_drop_range)
-        # Name the source in the table itself so later errors can say which file a row came from.
-        return table.replace_schema_metadata({SOURCE_KEY: f"{piece.path} (row group {piece.row_group})"})
-
     def process(self, piece_index: int, worker_predicate: Any, shuffle_row_drop_partition: Any) -> None:
+        """Reads one row group and publishes it as is, columns in schema order.
+
+        petastorm's own path builds a legacy ParquetDataset per worker, reads through a Python
+        file wrapper and `take`s every row even without row shuffling (a full copy of 10k-event
+        lists). Rows are mixed by the loader's buffer, so this reads the row group natively."""
+        piece = self._split_pieces[piece_index]
         try:
-            super().process(piece_index, worker_predicate, shuffle_row_drop_partition)
+            if worker_predicate is not None or tuple(shuffle_row_drop_partition) != (0, 1):
+                raise ValueError("predicates and shuffle_row_drop_partitions are not supported by the request loader")
+            table = self._parquet_file(piece.path).read_row_group(
+                piece.row_group, columns=[f.name for f in self._schema.fields.values()], use_threads=False
+            )
         except Exception as e:
-            piece = self._split_pieces[piece_index]
             raise DataFileError(
                 f"reading row group {piece.row_group} of {piece.path} failed: {type(e).__name__}: {e}; "
                 "the file may be corrupt or removed (VACUUM) since the snapshot was resolved"
             ) from e
+        # Name the source in the table itself so later errors can say which file a row came from.
+        self.publish_func(table.replace_schema_metadata({SOURCE_KEY: f"{piece.path} (row group {piece.row_group})"}))
+
+    def _parquet_file(self, path: str) -> pq.ParquetFile:
+        files: dict[str, pq.ParquetFile] = self.__dict__.setdefault("_files", {})
+        if path not in files:  # one footer parse per file and worker
+            files[path] = pq.ParquetFile(path if "://" not in path else self._filesystem.open(path))
+        return files[path]
 
 
 class OrderedThreadPool(ThreadPool):

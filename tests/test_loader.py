@@ -247,7 +247,7 @@ def test_worker_exception_ends_iteration_without_hanging(table: str, monkeypatch
     def boom(self: ArrowRowGroupWorker, *args: object) -> None:
         raise MemoryError("simulated worker failure")
 
-    monkeypatch.setattr(ArrowRowGroupWorker, "_load_rows", boom)
+    monkeypatch.setattr(ArrowRowGroupWorker, "_parquet_file", boom)
     with pytest.raises(DataFileError, match=r"reading row group \d+ of .*\.parquet failed: MemoryError"):
         list(RequestLoader(table, LoaderConfig(batch_size=8, workers=2)))
 
