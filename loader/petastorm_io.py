@@ -152,8 +152,8 @@ def open_reader(
     world_size: int,
     workers: int,
     pool: str,
-) -> tuple[Reader, list[RowGroup]]:
-    """A petastorm Reader over `files` for one shard, and the row groups that shard will read.
+) -> tuple[Reader, list[list[RowGroup]]]:
+    """A petastorm Reader over `files` for one shard, and the row groups of every rank's shard.
 
     `seed` must be non-zero: petastorm treats 0 like None (an unseeded, irreproducible order)."""
     if seed == 0:
@@ -177,18 +177,17 @@ def open_reader(
         cache=NullCache(),
         is_batched_reader=True,
     )
-    return reader, shard_row_groups(reader, rank, world_size)
+    return reader, row_groups_by_rank(reader, world_size)
 
 
-def shard_row_groups(reader: Reader, rank: int, world_size: int) -> list[RowGroup]:
-    """The row groups petastorm assigns to `rank` (its rule: row-group index % world_size)."""
-    pieces = dataset_metadata.load_row_groups(reader.dataset)
-    out = []
+def row_groups_by_rank(reader: Reader, world_size: int) -> list[list[RowGroup]]:
+    """The row groups petastorm assigns to each rank (its rule: row-group index % world_size),
+    from one pass over the dataset's footers."""
+    shards: list[list[RowGroup]] = [[] for _ in range(world_size)]
     footers: dict[str, pq.FileMetaData] = {}
-    for index, piece in enumerate(pieces):
-        if world_size > 1 and index % world_size != rank:
-            continue
+    for index, piece in enumerate(dataset_metadata.load_row_groups(reader.dataset)):
         if piece.path not in footers:
             footers[piece.path] = pq.ParquetFile(reader.dataset.fs.open(piece.path)).metadata
-        out.append(RowGroup(piece.path, piece.row_group, footers[piece.path].row_group(piece.row_group).num_rows))
-    return out
+        num_rows = footers[piece.path].row_group(piece.row_group).num_rows
+        shards[index % world_size].append(RowGroup(piece.path, piece.row_group, num_rows))
+    return shards

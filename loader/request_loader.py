@@ -35,7 +35,7 @@ from .batch import RequestBatch
 from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, check_schema, collate
 from .errors import DataFileError, IncompleteEpochError, LoaderError
 from .lengths import LengthSampling
-from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader, shard_row_groups
+from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader
 from .snapshot import Snapshot, resolve_snapshot
 
 log = logging.getLogger(__name__)
@@ -272,15 +272,16 @@ class _Producer:
     def _produce(self) -> None:
         cfg = self.cfg
         try:
-            reader, mine = self._open_reader()
+            reader, shards = self._open_reader()
         except OSError as e:
             raise DataFileError(
                 f"opening the data files of {self.snapshot.table_path} v{self.snapshot.version} failed: {e}; "
                 "a file was removed or rewritten after the snapshot was resolved (VACUUM too early?)"
             ) from e
         try:
+            mine = shards[cfg.rank]
             expected = sum(g.num_rows for g in mine)
-            per_rank = [sum(g.num_rows for g in shard_row_groups(reader, r, cfg.world_size)) for r in range(cfg.world_size)]
+            per_rank = [sum(g.num_rows for g in shard) for shard in shards]
             sizes = batch_sizes(per_rank, cfg.batch_size, cfg.rank) if cfg.token_budget is None else None
             lengths = self._lengths(expected)
             rng = np.random.default_rng([cfg.seed, self.epoch, cfg.rank]) if cfg.shuffle else None
@@ -322,7 +323,7 @@ class _Producer:
             reader.stop()
             reader.join()
 
-    def _open_reader(self) -> tuple[Any, list[RowGroup]]:
+    def _open_reader(self) -> tuple[Any, list[list[RowGroup]]]:
         cfg = self.cfg
         return open_reader(
             self.snapshot.files,
