@@ -55,6 +55,13 @@ def _card(label: str, value: Any, cls: str = "") -> str:
     return f'<div class="card"><b class="{cls}">{_fmt(value)}</b>{html.escape(label)}</div>'
 
 
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_hist_len(hist: Mapping[str, Any], path: Path) -> Path:
     edges, counts = hist["edges"], hist["counts_per_bin"]
     fig, ax = plt.subplots(figsize=(7, 3.2))
@@ -64,10 +71,7 @@ def plot_hist_len(hist: Mapping[str, Any], path: Path) -> Path:
     ax.set_xlabel("history length (events, log scale)")
     ax.set_ylabel("requests")
     ax.set_title("History length per request")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_metric_vs_length(training: Mapping[str, Any], metric: str, path: Path) -> Path:
@@ -93,10 +97,7 @@ def plot_metric_vs_length(training: Mapping[str, Any], metric: str, path: Path) 
         axes[j // cols][j % cols].axis("off")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{metric.upper()} per task vs inference length (held-out day)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_storage(storage: Mapping[str, Any], path: Path) -> Path:
@@ -106,10 +107,7 @@ def plot_storage(storage: Mapping[str, Any], path: Path) -> Path:
     ax.barh(labels, values, color=["#1f77b4", "#7f7f7f"])
     ax.set_xlabel("history bytes on disk (MiB)")
     ax.set_title(f"Storage of one day's histories ({storage['date']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def render(summary: Mapping[str, Any], out_dir: Path) -> Path:
