@@ -36,8 +36,8 @@ from schemas.user_summaries import QUANTIZATION_DTYPES
 from .batch import RequestBatch
 from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, collate
 from .errors import LoaderError, SchemaMismatchError
-from .request_loader import batch_sizes
-from .snapshot import Snapshot, resolve_snapshot
+from .request_loader import batch_sizes, nonempty_snapshot
+from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -179,12 +179,9 @@ class CompactLoader:
         date_to: str | None = None,
     ) -> None:
         self.config = config or CompactLoaderConfig()
-        self.snapshot: Snapshot = resolve_snapshot(table_path, version, date_from, date_to)
-        if not self.snapshot.data_files:
-            raise LoaderError(
-                f"{table_path} version {self.snapshot.version} has no data files for dates "
-                f"{date_from or '-inf'} .. {date_to or '+inf'}; run jobs/build_compact_samples.py first"
-            )
+        self.snapshot: Snapshot = nonempty_snapshot(
+            table_path, version, date_from, date_to, "run jobs/build_compact_samples.py first"
+        )
         self._groups: list[tuple[str, int, int]] = []  # (file, row group, rows)
         for f in self.snapshot.data_files:
             meta = pq.ParquetFile(f.path).metadata

@@ -105,6 +105,19 @@ def batch_sizes(rows_per_rank: list[int], batch_size: int, rank: int) -> list[in
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
+def nonempty_snapshot(
+    table_path: str | Path, version: int | None, date_from: str | None, date_to: str | None, hint: str
+) -> Snapshot:
+    """The snapshot to read; a LoaderError (ending with `hint`) when it selects no data file."""
+    snapshot = resolve_snapshot(table_path, version, date_from, date_to)
+    if not snapshot.data_files:
+        raise LoaderError(
+            f"{table_path} version {snapshot.version} has no data files for dates "
+            f"{date_from or '-inf'} .. {date_to or '+inf'}; {hint}"
+        )
+    return snapshot
+
+
 class RequestLoader:
     """Iterates one epoch of request batches per `iter()`; see the module docstring."""
 
@@ -118,12 +131,7 @@ class RequestLoader:
         date_to: str | None = None,
     ) -> None:
         self.config = config or LoaderConfig()
-        self.snapshot: Snapshot = resolve_snapshot(table_path, version, date_from, date_to)
-        if not self.snapshot.data_files:
-            raise LoaderError(
-                f"{table_path} version {self.snapshot.version} has no data files for dates "
-                f"{date_from or '-inf'} .. {date_to or '+inf'}; check the table and the date range"
-            )
+        self.snapshot = nonempty_snapshot(table_path, version, date_from, date_to, "check the table and the date range")
         self._check_files()
         self._epoch = 0
         self._resume_at = 0  # samples of the current epoch already consumed (from load_state_dict)
@@ -355,4 +363,4 @@ class _Producer:
         return buffer.take_peeked(n)
 
 
-__all__ = ["LoaderConfig", "RequestLoader", "RowGroup", "batch_sizes"]
+__all__ = ["LoaderConfig", "RequestLoader", "RowGroup", "batch_sizes", "nonempty_snapshot"]
