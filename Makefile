@@ -12,14 +12,25 @@ PIP_FLAGS := --disable-pip-version-check --progress-bar off
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: demo test setup setup-airflow lint typecheck pytest airflow-test clean
+.PHONY: demo test test-all setup setup-airflow lint typecheck pytest airflow-test clean
 
 SCALE ?= default
 
 demo: setup
 	$(PY) -m jobs.demo --scale $(SCALE) $(DEMO_ARGS)
 
-test: setup setup-airflow lint typecheck pytest airflow-test
+# Two steps at a time: the two environments install side by side (pip is mostly one core and
+# disk), then pytest runs beside the Airflow suite, whose spark-submits spend much of their time
+# starting JVMs; lint and typecheck fill the gaps (typecheck last: it takes the core the shorter
+# suite leaves). The steps share nothing on disk but the pip cache and the Delta jars (read
+# only); each step's output is printed whole when it ends, and any failing step (lint and
+# typecheck included) fails `make test`. TEST_JOBS=1 runs the steps one after another.
+TEST_JOBS ?= 2
+
+test:
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target test-all
+
+test-all: setup setup-airflow lint pytest airflow-test typecheck
 
 setup: $(VENV)/.installed $(JARS_DIR)/.fetched
 
