@@ -119,12 +119,29 @@ def states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
+# What jobs/spark_session.get_spark() sets for a local session, for the DAG's local spark-submits
+# (spark-submit reads $SPARK_CONF_DIR/spark-defaults.conf): a few partitions instead of the
+# cluster defaults (200 shuffle, 50 Delta snapshot partitions), no UI, nothing in the checkout.
+LOCAL_SPARK_DEFAULTS = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
+}
+
+
 @pytest.fixture()
-def airflow_db_and_local_spark(monkeypatch: pytest.MonkeyPatch) -> None:
+def airflow_db_and_local_spark(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """dag.test() records its run in the metadata DB (SQLite under AIRFLOW_HOME); the Spark
-    connection the DAG names points at local Spark."""
+    connection the DAG names points at local Spark, with local small-data defaults."""
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=600)
     monkeypatch.setenv("AIRFLOW_CONN_RLB_SPARK", json.dumps({"conn_type": "spark", "host": "local[2]"}))
+    conf = {**LOCAL_SPARK_DEFAULTS, "spark.sql.warehouse.dir": str(tmp_path / "spark-warehouse"),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={tmp_path / 'derby'}"}
+    (tmp_path / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
 
 
 @pytest.mark.usefixtures("airflow_db_and_local_spark")
