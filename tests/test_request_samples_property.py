@@ -41,7 +41,10 @@ DAYS = ["2026-03-01", "2026-03-02"]
 DAY_MS = 86_400_000
 L_MAX = 4
 STATE_LEN = 5  # >= L_MAX, and small, so the state truncates too
-MAX_EXAMPLES = int(os.environ.get("RLB_HYPOTHESIS_EXAMPLES", "12"))
+# Each example runs up to MAX_SCENARIOS independent random logs (users and requests namespaced
+# per scenario) through one set of Spark jobs: many random cases for a few Spark round trips.
+MAX_EXAMPLES = int(os.environ.get("RLB_HYPOTHESIS_EXAMPLES", "4"))
+MAX_SCENARIOS = 6
 
 
 def _day_start(day: str) -> int:
@@ -112,6 +115,22 @@ def impressions(draw: Any) -> list[dict[str, Any]]:
     return rows + [{**r, "position": r["position"] + draw(st.integers(0, 2))} for r in dupes]
 
 
+def _namespaced(scenarios: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The scenarios as one log: scenario j's users become 10 * j + user and its requests s<j>-<id>,
+    so no two scenarios share a user, a request or a duplicate key (null ids stay null)."""
+    acts: list[dict[str, Any]] = []
+    imps: list[dict[str, Any]] = []
+    for j, (scenario_acts, scenario_imps) in enumerate(scenarios):
+        acts += [{**r, "user_id": _user(j, r["user_id"])} for r in scenario_acts]
+        imps += [{**r, "user_id": _user(j, r["user_id"]),
+                  "request_id": None if r["request_id"] is None else f"s{j}-{r['request_id']}"} for r in scenario_imps]
+    return acts, imps
+
+
+def _user(scenario: int, user_id: int | None) -> int | None:
+    return None if user_id is None else 10 * scenario + user_id  # the strategies' users are at most 5
+
+
 def _frame(spark: SparkSession, rows: list[dict[str, Any]], contract: Any) -> DataFrame:
     return spark.createDataFrame([tuple(r[c] for c in contract.column_names) for r in rows], contract.spark_schema())
 
@@ -131,8 +150,9 @@ def _one_shuffle_partition(spark: SparkSession) -> Any:
 
 
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(actions(), impressions())
-def test_pipelines_match_reference(spark: SparkSession, acts: list[dict[str, Any]], imps: list[dict[str, Any]]) -> None:
+@given(st.lists(st.tuples(actions(), impressions()), min_size=1, max_size=MAX_SCENARIOS))
+def test_pipelines_match_reference(spark: SparkSession, scenarios: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> None:
+    acts, imps = _namespaced(scenarios)
     tagged_actions = with_action_reject_reason(_frame(spark, acts, USER_ACTIONS)).cache()
     tagged_imps = with_impression_reject_reason(_frame(spark, imps, IMPRESSIONS)).cache()
 
