@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -42,3 +44,26 @@ def warehouse(tmp_path: Path) -> str:
     root = tmp_path / "warehouse"
     root.mkdir()
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def _logs_template(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/test_build_jobs._logs() written once as Delta tables, for logs_warehouse to copy."""
+    from tests.test_build_jobs import write_logs
+
+    root = tmp_path_factory.mktemp("logs-template") / "warehouse"
+    write_logs(spark, str(root))
+    return str(root)
+
+
+@pytest.fixture()
+def logs_warehouse(warehouse: str, _logs_template: str) -> Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Call it to put tests/test_build_jobs._logs() into this test's warehouse (a copy of the
+    tables written once per session: Delta logs hold relative paths) and get the rows back."""
+    from tests.test_build_jobs import _logs
+
+    def fill() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        shutil.copytree(_logs_template, warehouse, dirs_exist_ok=True)
+        return _logs()
+
+    return fill

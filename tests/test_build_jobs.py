@@ -62,13 +62,18 @@ def _logs(seed: int = 7) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return actions, impressions
 
 
-@pytest.fixture()
-def logs(spark: SparkSession, warehouse: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def write_logs(spark: SparkSession, warehouse: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """_logs() as the user_actions and impressions Delta tables of `warehouse`."""
     actions, impressions = _logs()
     for rows, contract in ((actions, USER_ACTIONS), (impressions, IMPRESSIONS)):
         df = spark.createDataFrame([tuple(r[c] for c in contract.column_names) for r in rows], contract.spark_schema())
         overwrite_where(df, contract, contract.location(warehouse), None)
     return actions, impressions
+
+
+@pytest.fixture()
+def logs(logs_warehouse: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return logs_warehouse()  # a copy of write_logs' tables (conftest.py)
 
 
 def _samples(spark: SparkSession, warehouse: str, day: str) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from delta.tables import DeltaTable
@@ -13,11 +14,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import build_request_samples, build_user_history, publish, validate
-from jobs.delta_io import overwrite_where, table_exists
+from jobs.delta_io import table_exists
 from jobs.gate import read_record
 from jobs.validate import QualityGateError
-from schemas import IMPRESSIONS, REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING, USER_ACTIONS
-from tests.test_build_jobs import DAYS, L_MAX, STATE_LEN, _logs
+from schemas import REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING
+from tests.test_build_jobs import DAYS, L_MAX, STATE_LEN
 
 pytestmark = pytest.mark.spark
 
@@ -36,11 +37,8 @@ def _published(spark: SparkSession, warehouse: str) -> tuple[int | None, dict[st
     return version, counts
 
 
-def test_gate_blocks_then_publishes_with_provenance(spark: SparkSession, warehouse: str) -> None:
-    actions, impressions = _logs()
-    for rows, contract in ((actions, USER_ACTIONS), (impressions, IMPRESSIONS)):
-        df = spark.createDataFrame([tuple(r[c] for c in contract.column_names) for r in rows], contract.spark_schema())
-        overwrite_where(df, contract, contract.location(warehouse), None)
+def test_gate_blocks_then_publishes_with_provenance(spark: SparkSession, warehouse: str, logs_warehouse: Any) -> None:
+    logs_warehouse()
     wh = ["--warehouse", warehouse]
     day = DAYS[1]
     build_user_history.main([*wh, "--date", DAYS[0], "--state-len", str(STATE_LEN)])
