@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .batch import PackedHistory, RequestBatch
 from .errors import DataFileError, IncompleteEpochError, LoaderError, SchemaMismatchError
+from .label_rates import label_rates
 from .lengths import LengthSampling
 from .request_loader import LoaderConfig, RequestLoader
 from .snapshot import Snapshot, SnapshotError, resolve_snapshot
@@ -20,5 +21,6 @@ __all__ = [
     "SchemaMismatchError",
     "Snapshot",
     "SnapshotError",
+    "label_rates",
     "resolve_snapshot",
 ]

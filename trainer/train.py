@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from loader import LengthSampling, LoaderConfig, RequestLoader
+from loader import LengthSampling, LoaderConfig, RequestLoader, label_rates
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import STCAConfig
 from trainer.metrics import MetricAccumulator
@@ -149,6 +149,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr(s, cfg) / cfg.lr)
     loader = train_loader(cfg, d, device)
     step = 0
+    rates: tuple[float, ...] | None = None
+    if not cfg.resume:  # a resumed run restores its head with the rest of the model
+        rates = label_rates(cfg.table, loader.version, cfg.train_from, cfg.train_to)
+        model.init_task_bias(rates)
+        log.info("task base rates %s", dict(zip(model_config.tasks, (round(r, 4) for r in rates), strict=True)))
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device)
         if ckpt.model_name != cfg.model:
@@ -193,6 +198,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "model_config": model_config.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "table_version": loader.version,
+        "label_rates": rates,  # training base rate per task (output bias init); None when resumed
         "world_size": d.world_size,
         "device": str(device),
         "train": {
