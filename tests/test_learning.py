@@ -1,0 +1,101 @@
+"""Can the models learn at all? The initialisation rules that made STCA learn the planted signal
+(trainer/model.py: side embeddings at zero, task biases at base rates) and the loader's base rates."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import torch
+from torch import nn
+
+from loader import label_rates, resolve_snapshot
+from loader.batch import RequestBatch
+from loader.synthetic import SyntheticSamples, write_synthetic_samples
+from schemas.fields import LABEL_COLUMN_NAMES, TASKS
+from trainer.metrics import auc
+from trainer.model import STCA
+from trainer.registry import build_model
+from trainer.synthetic import random_batch, tiny_config
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
+
+ITEMS, TOPICS, L, M, B = 60, 6, 64, 8, 32
+
+
+def topic_share_batch(seed: int) -> RequestBatch:
+    """The planted signal in its cleanest form: each user has two interest topics (topic =
+    item % 6), 60% of the history comes from them, and a target of an interest topic finishes with
+    p = sigmoid(3), any other with p = sigmoid(-1). Everything else (authors, actions, times,
+    users) is noise, as it is for this label."""
+    base = random_batch([L] * B, [M] * B, num_items=ITEMS, num_authors=50, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1_000_003)
+    interests = torch.randint(0, TOPICS, (B, 2), generator=g)
+    on_topic = interests.gather(1, torch.randint(0, 2, (B, L), generator=g)) + TOPICS * torch.randint(
+        0, ITEMS // TOPICS, (B, L), generator=g
+    )  # (B, L)
+    hist = torch.where(torch.rand(B, L, generator=g) < 0.6, on_topic, torch.randint(0, ITEMS, (B, L), generator=g))
+    interesting = ((base.tgt_item_id % TOPICS)[:, :, None] == interests[:, None, :]).any(-1)  # (B, M)
+    finish = torch.rand(B, M, generator=g) < torch.sigmoid(4.0 * interesting.float() - 1.0)
+    labels = torch.zeros_like(base.labels)
+    labels[..., 0] = finish.float()
+    return replace(base, hist_item_id=hist, labels=labels)
+
+
+@pytest.mark.parametrize("name", ["stca", "din"])
+def test_attention_models_learn_the_share_of_the_targets_topic(name: str) -> None:
+    """With side features at N(0, 1) at initialisation both models stayed at AUC ~0.5 here after
+    250 steps; starting them at zero they pass 0.7 (the label's own ceiling is about 0.8)."""
+    config = tiny_config(d=32, heads=2, layers=2, id_dim=32, head_hidden=64, item_buckets=512,
+                         task_weights=(1.0,) + (0.0,) * (len(TASKS) - 1))
+    model = build_model(name, config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(250):
+        _, loss = model(topic_share_batch(step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    held_out = [topic_share_batch(10**6 + i) for i in range(4)]
+    probs = np.concatenate([model.predict(b)[..., 0].flatten().numpy() for b in held_out])
+    labels = np.concatenate([b.labels[..., 0].flatten().numpy() for b in held_out])
+    assert auc(probs, labels) > 0.7
+
+
+def test_only_the_item_table_starts_nonzero() -> None:
+    model = STCA(tiny_config())
+    tables = {n: m for n, m in model.named_modules() if isinstance(m, nn.Embedding)}
+    assert {"item", "author", "user", "events.action", "events.time", "events.watch", "targets.position",
+            "targets.duration"} <= set(tables)
+    for n, table in tables.items():
+        assert (table.weight.abs().sum() > 0) == (n == "item"), n
+
+
+def test_init_task_bias_starts_each_task_at_its_base_rate() -> None:
+    model = STCA(tiny_config())
+    rates = (0.45, 0.43, 0.1, 0.02, 0.0, 1.0)  # 0 and 1 are clamped, never inf
+    model.init_task_bias(rates)
+    p = torch.sigmoid(model.head.output.bias)
+    torch.testing.assert_close(p[:4], torch.tensor(rates[:4]), rtol=1e-5, atol=1e-6)
+    assert 0 < p[4] < 1e-3 and 1 - 1e-3 < p[5] < 1
+    with pytest.raises(ValueError, match="expected 6 rates"):
+        model.init_task_bias((0.5,))
+
+
+def test_label_rates_equal_a_pyarrow_count_over_the_date_range(tmp_path: Path) -> None:
+    table = str(tmp_path / "request_samples")
+    write_synthetic_samples(table, SyntheticSamples(num_requests=50, dates=("2026-01-01", "2026-01-02"), l_max=20,
+                                                    mean_hist=5, max_targets=6, rows_per_group=10))
+    files = resolve_snapshot(table, date_from="2026-01-02", date_to="2026-01-02").files
+    read = pq.read_table(files, columns=list(LABEL_COLUMN_NAMES))
+    expected = [pc.mean(pc.list_flatten(read.column(c))).as_py() for c in LABEL_COLUMN_NAMES]
+    got = label_rates(table, date_from="2026-01-02", date_to="2026-01-02")
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert got != label_rates(table, date_from="2026-01-01", date_to="2026-01-01")
+    # A cap reads whole files until it is reached: one file here, a subset of the day.
+    assert label_rates(table, date_from="2026-01-02", date_to="2026-01-02", max_targets=1) == pytest.approx(
+        [pc.mean(pc.list_flatten(pq.read_table(files[0], columns=[c]).column(c))).as_py() for c in LABEL_COLUMN_NAMES]
+    )
