@@ -269,7 +269,6 @@ class RankingHead(nn.Module):
         )
         self.output = nn.Linear(config.head_hidden, config.num_tasks)  # one logit per task
 
-
     def forward(self, z: torch.Tensor, x_t: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
         """z, x_t (B, M, d); user (B, id_dim) -> logits (B, M, T)."""
         user = user[:, None, :].expand(-1, z.shape[1], -1)  # (B, M, id_dim)

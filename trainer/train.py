@@ -149,12 +149,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr(s, cfg) / cfg.lr)
     loader = train_loader(cfg, d, device)
     step = 0
-    rates: tuple[float, ...] | None = None
-    if not cfg.resume:  # a resumed run restores its head with the rest of the model
+    rates: tuple[float, ...] | None = None  # a resumed run restores its head with the rest of the model
+    if not cfg.resume:
         rates = label_rates(cfg.table, loader.version, cfg.train_from, cfg.train_to)
         model.init_task_bias(rates)
         log.info("task base rates %s", dict(zip(model_config.tasks, (round(r, 4) for r in rates), strict=True)))
-    if cfg.resume:
+    else:
         ckpt = load_checkpoint(cfg.resume, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device)
         if ckpt.model_name != cfg.model:
             raise ValueError(f"checkpoint {cfg.resume} holds a {ckpt.model_name!r} model, not {cfg.model!r}")
