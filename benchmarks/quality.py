@@ -25,8 +25,10 @@ import pyarrow.parquet as pq
 
 from benchmarks.common import RESULTS, write_result
 from jobs import build_request_samples, build_user_history, generate_logs
+from jobs.cli import previous_day
 from loader import resolve_snapshot
 from schemas import REQUEST_SAMPLES
+from schemas.fields import ACTION_BITS
 from trainer.metrics import auc
 from trainer.train import TrainConfig, train
 
@@ -42,30 +44,51 @@ def request_dates(days: int) -> list[str]:
     return [str(dt.date(2026, 1, 1) + dt.timedelta(days=k)) for k in range(days)]
 
 
-def build(wh: str, users: int, items: int, topics: int, days: int, l_max: int) -> tuple[str, list[str]]:
+def build(wh: str, users: int, items: int, topics: int, days: int, l_max: int, *, history_days: int = 8,
+          affinity_logit: float = 0.0) -> tuple[str, list[str]]:
     """Generated logs -> request_samples for `days` request days; returns the table and the days."""
     dates = request_dates(days)
-    generate_logs.main(["--warehouse", wh, "--start-date", dates[0], "--num-days", str(days), "--history-days", "8",
+    generate_logs.main(["--warehouse", wh, "--start-date", dates[0], "--num-days", str(days), "--history-days", str(history_days),
                         "--num-users", str(users), "--num-items", str(items), "--num-topics", str(topics),
-                        "--min-events", "100", "--max-events", str(l_max), "--seed", "1"])
-    build_user_history.main(["--warehouse", wh, "--date", "2025-12-31", "--state-len", str(l_max)])
-    for day in dates:
+                        "--min-events", "100", "--max-events", str(l_max), "--affinity-logit", str(affinity_logit), "--seed", "1"])
+    build_user_history.main(["--warehouse", wh, "--date", previous_day(dates[0]), "--state-len", str(l_max)])
+    for k, day in enumerate(dates):
         build_request_samples.main(["--warehouse", wh, "--date", day, "--l-max", str(l_max), "--output", "request_samples"])
-        build_user_history.main(["--warehouse", wh, "--date", day, "--state-len", str(l_max)])
+        if k < len(dates) - 1:  # the last day's state is not read
+            build_user_history.main(["--warehouse", wh, "--date", day, "--state-len", str(l_max)])
     return REQUEST_SAMPLES.location(wh), dates
 
 
-def oracle(table: str, day: str, lengths: list[int], num_topics: int) -> dict[str, float]:
+def train_config(table: str, out: str, model: str, dates: list[str], *, steps: int, lr: float = 3e-3,
+                 length_mean: float = 500.0, l_max: int, lengths: tuple[int, ...]) -> TrainConfig:
+    """Train on all days but the last with Beta-sampled lengths (mean `length_mean`), evaluate
+    the last day's finish AUC at each of `lengths`."""
+    return TrainConfig(table=table, out=out, model=model, train_to=dates[-2], eval_date=dates[-1], steps=steps,
+                       batch_size=32, lr=lr, warmup=10, length_min=16, length_max=l_max, length_mean=length_mean,
+                       eval_lengths=lengths, eval_batch_size=128, checkpoint_every=10**9, device="cpu",
+                       model_config=MODEL)
+
+
+def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[str, dict[str, float]]:
+    """Finish AUC of two hand-made features over the last n events, one per planted signal:
+    the share of events from the target's topic (what a mean can read), and the finish rate of
+    the events by the target's author (creator affinity: what target attention can read)."""
     rows = pa.concat_tables(pq.read_table(f) for f in resolve_snapshot(table, date_from=day, date_to=day).files).to_pylist()
-    out = {}
+    finish_bit = ACTION_BITS["finish"]
+    out: dict[str, dict[str, float]] = {"topic_share": {}, "author_finish_rate": {}}
     for n in lengths:
-        feature, labels = [], []
+        share, rate, labels = [], [], []
         for r in rows:
-            topics = np.asarray(r["hist_item_id"][-n:]) % num_topics
-            for item, label in zip(r["tgt_item_id"], r["label_finish"], strict=True):
-                feature.append(float((topics == item % num_topics).mean()) if len(topics) else 0.0)
+            items = np.asarray(r["hist_item_id"][-n:], dtype=np.int64)
+            authors = np.asarray(r["hist_author_id"][-n:], dtype=np.int64)
+            finished = (np.asarray(r["hist_action"][-n:], dtype=np.int64) & finish_bit) > 0
+            for item, author, label in zip(r["tgt_item_id"], r["tgt_author_id"], r["label_finish"], strict=True):
+                same = authors == author
+                share.append(float((items % num_topics == item % num_topics).mean()) if len(items) else 0.0)
+                rate.append(float(finished[same].mean()) if same.any() else 0.5)
                 labels.append(label)
-        out[str(n)] = round(auc(np.array(feature), np.array(labels)), 4)
+        out["topic_share"][str(n)] = round(auc(np.array(share), np.array(labels)), 4)
+        out["author_finish_rate"][str(n)] = round(auc(np.array(rate), np.array(labels)), 4)
     return out
 
 
@@ -79,6 +102,8 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--topics", type=int, default=6, help="item topics (topic = item %% topics); users have two")
     p.add_argument("--days", type=int, default=4, help="request days: all but the last train, the last evaluates")
     p.add_argument("--l-max", type=int, default=4_000)
+    p.add_argument("--affinity-logit", type=float, default=0.0,
+                   help="creator-affinity effect (pipelines/synthetic.py); 2.0 lowered every model at 600 steps")
     p.add_argument("--short", type=int, default=32)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -91,15 +116,14 @@ def main(argv: list[str] | None = None) -> Path:
         table, dates = REQUEST_SAMPLES.location(warehouse), request_dates(args.days)
     else:
         shutil.rmtree(args.workdir, ignore_errors=True)
-        table, dates = build(warehouse, args.users, args.items, args.topics, args.days, args.l_max)
+        table, dates = build(warehouse, args.users, args.items, args.topics, args.days, args.l_max,
+                             affinity_logit=args.affinity_logit)
     lengths = sorted({args.short, 512, args.l_max})
     results: dict[str, Any] = {"build_seconds": round(time.perf_counter() - t0, 1),
-                               "oracle_topic_share_auc": oracle(table, dates[-1], lengths, args.topics)}
+                               "oracle_auc": oracles(table, dates[-1], lengths, args.topics)}
     for model in args.models.split(","):
-        cfg = TrainConfig(table=table, out=str(Path(args.workdir) / "runs" / model), model=model, train_to=dates[-2],
-                          eval_date=dates[-1], steps=args.steps, batch_size=32, lr=args.lr, warmup=10, length_min=16,
-                          length_max=args.l_max, length_mean=args.length_mean, eval_lengths=tuple(lengths),
-                          eval_batch_size=128, checkpoint_every=10**9, device="cpu", model_config=MODEL)
+        cfg = train_config(table, str(Path(args.workdir) / "runs" / model), model, dates, steps=args.steps, lr=args.lr,
+                           length_mean=args.length_mean, l_max=args.l_max, lengths=tuple(lengths))
         run = train(cfg)
         results[model] = {"finish_auc": {n: round(m["finish"]["auc"], 4) for n, m in run["eval"].items()},
                           "train_seconds": run["train"]["seconds"]}

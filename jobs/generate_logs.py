@@ -48,6 +48,7 @@ FLAGS: dict[str, str] = {
     "max_requests_per_day": "most requests of one user in one day",
     "max_targets": "most targets per request",
     "interest_logit": "finish-logit boost of interest-topic items (the planted signal)",
+    "affinity_logit": "finish-logit scale of a user's hidden taste per author, seen only in old feedback (0 = off)",
     "bad_row_rate": "share of rows made invalid (0 disables)",
 }
 

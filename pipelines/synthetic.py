@@ -10,15 +10,21 @@ The world:
 * items: `item_id` is the popularity rank (0 = most popular, Zipf-like draws); topic is
   `item_id % num_topics`; `author_id = floor(sqrt(item_id))` (authors power-law too); the
   duration is a function of the item.
-* users: two interest topics and an activity level, hashed from `user_id` (`with_user_profile`).
+* users: two interest topics and an activity level, hashed from `user_id` (`with_user_profile`),
+  and a hidden taste for each author (creator affinity, hashed from `user_id` and `author_id`,
+  in [-1, 1); its effect is `affinity_logit`, 0 by default). The topics show in *what* a user watched (a bag of topics, which a mean of the
+  history reads); the affinity only in *how* the user reacted to that author's videos (finished
+  or skipped), so reading it takes finding the target's author among thousands of events and
+  looking at the feedback there: what target attention does and a mean cannot.
 * warm-up (`history_days` before `start_date`): only actions, a heavy-tailed count per user.
-  Events older than `recent_days` before `start_date` lean towards the user's interest topics;
-  recent ones are pure popularity, so a model reading only the newest few hundred events of a
+  Events older than `recent_days` before `start_date` lean towards the user's interest topics
+  and their feedback follows the user's tastes (topics and affinity); recent ones are pure
+  popularity with tasteless feedback, so a model reading only the newest few hundred events of a
   heavy user cannot see the interests, and one reading 10k can. (Caveat: the watched targets of
   the request days, 30% from interest topics by default, enter the history too, so the recent
   signal grows back over the request days; keep num_days short next to history_days.)
 * request days: k requests per user-day, m distinct targets each, labels from a logistic model
-  with a strong interest effect. Watched targets become actions strictly after their
+  with strong interest and affinity effects. Watched targets become actions strictly after their
   `request_ts`, on the same UTC day.
 * bad rows (`bad_row_rate` > 0): every validity violation of DESIGN.md §3, picked by hash.
 
@@ -131,6 +137,9 @@ class SyntheticConfig:
     old_interest_prob: float = 0.6  # P(an old warm-up event is from an interest topic)
     target_interest_prob: float = 0.3  # P(a target is drawn from an interest topic)
     interest_logit: float = 2.0  # finish-logit boost of an interest-topic item: the planted signal
+    # Finish-logit scale of a user's hidden taste for each author, in [-1, 1). Off by default: at
+    # 2.0 neither STCA nor mean pooling read it within benchmarks/quality.py's 600 CPU steps.
+    affinity_logit: float = 0.0
     bad_row_rate: float = 0.0  # share of rows made invalid, spread evenly over the fault kinds
 
     def __post_init__(self) -> None:
@@ -289,25 +298,32 @@ def _draw_item(cfg: SyntheticConfig, interest_prob: Column | float, *keys: Colum
     return F.when(from_interest, item_of_topic(rank, topic, cfg.num_topics, cfg.num_items)).otherwise(rank)
 
 
-def _with_feedback(
-    cfg: SyntheticConfig, interested: Column, allow_unwatched: bool, *keys: Column
-) -> Transform:
-    """Rows with `item_id`, `duration_ms` -> + `watch_ms` and the 0/1 label columns of TASKS.
+def creator_affinity(cfg: SyntheticConfig) -> Column:
+    """A user's hidden taste for the row's author, in [-1, 1): a pure function of the pair."""
+    return 2.0 * uniform(cfg.seed, "affinity", F.col("user_id").cast("long"), F.col("author_id")) - 1.0
 
-    `interested` switches on the interest effect; `allow_unwatched` lets skips have watch_ms = 0
-    (impressions only: an action is always a play). Built in stages that name their results, so
+
+def _with_feedback(
+    cfg: SyntheticConfig, tastes: Column, allow_unwatched: bool, *keys: Column
+) -> Transform:
+    """Rows with `user_id`, interest topics, `item_id`, `author_id`, `duration_ms` -> + `watch_ms`
+    and the 0/1 label columns of TASKS.
+
+    `tastes` switches on the user's tastes (interest topics and creator affinity) for the row;
+    `allow_unwatched` lets skips have watch_ms = 0 (impressions only: an action is always a play). Built in stages that name their results, so
     each expression stays small (cheap to build from Python and to compile)."""
 
     def u(salt: str) -> Column:
         return uniform(cfg.seed, salt, *keys)
 
     def _feedback(df: DataFrame) -> DataFrame:
-        interest, duration = F.col("_interest"), F.col("duration_ms")
+        interest, affinity, duration = F.col("_interest"), F.col("_affinity"), F.col("duration_ms")
         finished, skipped = F.col("finish") == 1, F.col("skip") == 1
         log_rank_share = F.log(F.col("item_id") + 1.0) / math.log(cfg.num_items + 1.0)
         finish_logit = (
             FINISH_BASE_LOGIT
             + cfg.interest_logit * interest
+            + cfg.affinity_logit * affinity
             + POPULARITY_LOGIT * (0.5 - log_rank_share)
             - DURATION_LOGIT * duration / MAX_DURATION_MS
         )
@@ -329,12 +345,17 @@ def _with_feedback(
             for task, (base, w_interest, w_finish) in ENGAGEMENT_LOGITS.items()
         }
         return (
-            df.withColumn("_interest", interested.cast("double"))
+            df.withColumns(
+                {
+                    "_interest": (tastes & _is_interest_topic(cfg)).cast("double"),
+                    "_affinity": F.when(tastes, creator_affinity(cfg)).otherwise(0.0),
+                }
+            )
             .withColumn("finish", _flag(u("finish") < _sigmoid(finish_logit)))
             .withColumn("skip", _flag(~finished & (u("skip") < SKIP_IF_UNFINISHED)))
             .withColumn("watch_ms", watch.cast("int"))
             .withColumns(engagement)
-            .drop("_interest")
+            .drop("_interest", "_affinity")
         )
 
     return _feedback
@@ -389,7 +410,7 @@ def warmup_actions(cfg: SyntheticConfig) -> Transform:
                 "item_id", _draw_item(cfg, F.when(is_old, cfg.old_interest_prob).otherwise(0.0), *keys)
             )
             .withColumns(_item_attributes(cfg))
-            .transform(_with_feedback(cfg, is_old & _is_interest_topic(cfg), False, *keys))
+            .transform(_with_feedback(cfg, is_old, False, *keys))
             .withColumns({"action": _action_bits(), "date": utc_date(F.col("event_ts"))})
             .transform(lambda df: _conform(df, USER_ACTIONS))
         )
@@ -448,7 +469,7 @@ def clean_impressions(cfg: SyntheticConfig) -> Transform:
             )
             .select("*", F.posexplode(items).alias("position", "item_id"))
             .withColumns(_item_attributes(cfg))
-            .transform(_with_feedback(cfg, _is_interest_topic(cfg), True, rid, F.col("item_id")))
+            .transform(_with_feedback(cfg, F.lit(True), True, rid, F.col("item_id")))
             .transform(lambda df: _conform(df, IMPRESSIONS))
         )
 

@@ -23,6 +23,7 @@ from pipelines.synthetic import (
     SyntheticConfigError,
     actions_from_impressions,
     clean_impressions,
+    creator_affinity,
     generate_actions,
     generate_impressions,
     warmup_actions,
@@ -31,7 +32,7 @@ from pipelines.synthetic import (
 )
 from pipelines.validity import utc_date
 from schemas import IMPRESSIONS, USER_ACTIONS, TableContract
-from schemas.fields import TASKS
+from schemas.fields import ACTION_BITS, TASKS
 
 pytestmark = pytest.mark.spark
 
@@ -44,6 +45,7 @@ TINY = SyntheticConfig(
     num_users=50,
     num_items=1_000,
     max_events=500,
+    affinity_logit=2.0,
 )
 # Two request days, so "outside its date" moves rows to the neighbouring date.
 BAD = dataclasses.replace(TINY, num_days=2, bad_row_rate=0.08)
@@ -202,6 +204,30 @@ def test_planted_signal_interest_targets_finish_more_and_old_history_holds_inter
     }
     # 2 of 20 topics by chance is 0.1: recent events carry no interest signal, old ones do.
     assert shares[True] > 0.5 and shares[False] < 0.2
+
+
+def _finish_rate_by_taste(df: DataFrame, finished: Column) -> dict[bool, float]:
+    """Finish rate of rows whose author the user clearly likes (True) or dislikes (False)."""
+    return {
+        r["liked"]: r["rate"]
+        for r in df.withColumn("affinity", creator_affinity(TINY))
+        .where(F.abs("affinity") > 0.5)
+        .groupBy((F.col("affinity") > 0).alias("liked"))
+        .agg(F.avg(finished.cast("int")).alias("rate"))
+        .collect()
+    }
+
+
+def test_planted_signal_creator_affinity_shows_in_targets_and_old_feedback_only(tiny: Logs) -> None:
+    targets = _finish_rate_by_taste(tiny.clean, F.col("finish") == 1)
+    assert targets[True] > targets[False] + 0.25
+    warmup = tiny.actions.where(F.col("date") < TINY.start_date)
+    finished = (F.col("action").bitwiseAND(ACTION_BITS["finish"])) > 0
+    old = _finish_rate_by_taste(warmup.where(F.col("date") < TINY.day(-TINY.recent_days)), finished)
+    recent = _finish_rate_by_taste(warmup.where(F.col("date") >= TINY.day(-TINY.recent_days)), finished)
+    # Old feedback follows the taste; recent feedback is tasteless (only sampling noise differs).
+    assert old[True] > old[False] + 0.25
+    assert abs(recent[True] - recent[False]) < 0.08
 
 
 def _count_where(**conditions: Column) -> list[Column]:
