@@ -8,29 +8,73 @@ build_request_samples gives the same lengths.
 
     python -m benchmarks.public_logs                    # request = burst (the default mapping)
     python -m benchmarks.public_logs --max-targets 20   # bursts cut into pages of <= 20 items
+
+With --models it also compares rankers on a time split and writes
+public_logs-ml100k[-pagesN]-quality.json: build_request_samples builds every day in one pass
+(--to-date; no state before the first day), each model trains on the requests dated before
+--cut and is evaluated on every request from --cut to the last day, keeping the most recent n
+events for each n in --eval-lengths. Per task (finish: rating >= 4, like: 5, skip: <= 2): AUC
+and GAUC (per-user AUC, weighted by the user's targets).
+
+    python -m benchmarks.public_logs --models stca,mean_pool,din --workdir .cache/bench-public-logs
+    python -m benchmarks.public_logs --models stca --reuse   # train again on the table built last time
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
+import shutil
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import import_public_logs
+from benchmarks.common import hardware
+from jobs import build_request_samples, import_public_logs
+from jobs.cli import previous_day
 from jobs.spark_session import get_spark
 from pipelines.request_samples import DEFAULT_L_MAX
-from schemas import IMPRESSIONS, USER_ACTIONS
+from schemas import IMPRESSIONS, REQUEST_SAMPLES, USER_ACTIONS
+from trainer.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
 RESULTS = ROOT / "benchmarks" / "results"
 QUANTILES = (0.5, 0.9, 0.99)
+# Small, as benchmarks/quality.py's: 1,682 movies get their own rows (few collisions), 19 genres
+# are the authors. user_buckets=1: no user-id embedding, so what a model knows of a user comes
+# from the history (and most evaluation users have no training requests anyway).
+MODEL = {"d": 32, "heads": 2, "layers": 2, "id_dim": 32, "head_hidden": 64,
+         "item_buckets": 4096, "author_buckets": 64, "user_buckets": 1}  # fmt: skip
+TASKS = ("finish", "like", "skip")  # the labels the MovieLens mapping fills (comment, share, follow stay 0)
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Requests dated <= train_to train; those dated eval_from..eval_to evaluate. A request's date
+    is the UTC day of its request_ts, so the split is by time: every training request starts
+    before 00:00 UTC of eval_from, every evaluation request at or after it."""
+
+    train_to: str
+    eval_from: str
+    eval_to: str
+
+    @classmethod
+    def at(cls, cut: str, first: str, last: str) -> TimeSplit:
+        """Train on first..cut-1, evaluate on cut..last; both sides must hold at least one day."""
+        if not first < cut <= last:
+            raise ValueError(
+                f"--cut {cut} must be after the first day {first} and at most the last day {last}"
+            )
+        return cls(previous_day(cut), cut, last)
 
 
 def _distribution(df: Any, column: str) -> dict[str, float]:
@@ -46,42 +90,182 @@ def _scalar(df: Any) -> int:
     return int(row[0] or 0) if row is not None else 0
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="benchmarks.public_logs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", default=str(ML100K), help="the ml-100k folder (default: %(default)s)")
     p.add_argument("--session-gap-minutes", type=float, default=30.0)
     p.add_argument("--max-targets", type=int, default=0)
     p.add_argument("--l-max", type=int, default=DEFAULT_L_MAX)
-    args = p.parse_args(argv)
-    spark = get_spark()
-    with tempfile.TemporaryDirectory() as wh:
-        summary = import_public_logs.main(
-            ["--warehouse", wh, "--format", "movielens", "--input", f"{args.data}/u.data", "--items", f"{args.data}/u.item",
-             "--session-gap-minutes", str(args.session_gap_minutes), "--max-targets", str(args.max_targets)]
+    p.add_argument(
+        "--models",
+        default="",
+        help="comma-separated trainer models to compare on a time split (default: none)",
+    )
+    p.add_argument(
+        "--workdir",
+        default=".cache/bench-public-logs",
+        help="with --models: warehouse and runs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --models: train on the table a previous run built in --workdir",
+    )
+    p.add_argument(
+        "--cut", default="1998-03-01", help="first evaluation day; earlier days train (default: %(default)s)"
+    )
+    p.add_argument(
+        "--eval-lengths", default="16,64,256,10000", help="inference history lengths (default: %(default)s)"
+    )
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps per model (default: %(default)s)")
+    # Small batches: a batch pads to its largest request (up to 737 targets) and longest history,
+    # and DIN builds a (batch, targets, events, 64) tensor: 32 requests ran at ~24 s a step here.
+    p.add_argument("--batch-size", type=int, default=8, help="requests per batch, training and evaluation (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument(
+        "--length-max", type=int, default=1024, help="longest sampled training length (ml-100k max: 684)"
+    )
+    p.add_argument(
+        "--length-mean", type=float, default=256.0, help="mean sampled training length (default: %(default)s)"
+    )
+    return p.parse_args(argv)
+
+
+def import_ml100k(wh: str, args: argparse.Namespace) -> dict[str, Any]:
+    return import_public_logs.main(
+        ["--warehouse", wh, "--format", "movielens", "--input", f"{args.data}/u.data", "--items", f"{args.data}/u.item",
+         "--session-gap-minutes", str(args.session_gap_minutes), "--max-targets", str(args.max_targets)]
+    )  # fmt: skip
+
+
+def request_stats(
+    spark: SparkSession, wh: str, summary: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """What the imported requests look like, from impressions and user_actions (DESIGN.md §3 rule)."""
+    imps = spark.read.format("delta").load(IMPRESSIONS.location(wh))
+    actions = spark.read.format("delta").load(USER_ACTIONS.location(wh)).select("user_id", "event_ts")
+    requests = imps.groupBy("request_id", "user_id", "request_ts").agg(F.count("*").alias("num_targets"))
+    before = (
+        requests.join(actions, "user_id", "left")
+        .groupBy("request_id")
+        .agg(F.sum((F.col("event_ts") < F.col("request_ts")).cast("int")).alias("n"))
+    )
+    hist = before.select(F.least(F.coalesce("n", F.lit(0)), F.lit(args.l_max)).alias("hist_len")).persist()
+    return {
+        "dataset": "ml-100k",
+        "session_gap_minutes": args.session_gap_minutes,
+        "max_targets": args.max_targets,
+        "l_max": args.l_max,
+        "import": summary,
+        "targets_per_request": _distribution(requests, "num_targets"),
+        "hist_len": _distribution(hist, "hist_len"),
+        "requests_with_empty_history": hist.where("hist_len = 0").count(),
+        "targets_with_history": _scalar(
+            requests.join(before, "request_id").where("n > 0").agg(F.sum("num_targets"))
+        ),
+        "hardware": {
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def split_counts(spark: SparkSession, table: str, split: TimeSplit) -> dict[str, dict[str, float]]:
+    """Users, requests, targets and targets with a non-empty history on each side of the split;
+    raises if a training request starts at or after the cut, or an evaluation one before it."""
+    cut_ms = int(dt.datetime.fromisoformat(split.eval_from).replace(tzinfo=dt.UTC).timestamp() * 1000)
+    out: dict[str, dict[str, float]] = {}
+    for side, lo, hi in (("train", "0000-00-00", split.train_to), ("eval", split.eval_from, split.eval_to)):
+        row = (
+            spark.read.format("delta").load(table).where(F.col("date").between(lo, hi))
+            .agg(F.count("*").alias("requests"), F.sum("num_targets").alias("targets"), F.countDistinct("user_id").alias("users"),
+                 F.sum(F.when(F.col("hist_len") > 0, F.col("num_targets")).otherwise(0)).alias("targets_with_history"),
+                 F.percentile("hist_len", [0.5, 0.9]).alias("q"), F.max("hist_len").alias("hist_len_max"),
+                 F.min("request_ts").alias("first_ts"), F.max("request_ts").alias("last_ts"))
+            .first()
         )  # fmt: skip
-        imps = spark.read.format("delta").load(IMPRESSIONS.location(wh))
-        actions = spark.read.format("delta").load(USER_ACTIONS.location(wh)).select("user_id", "event_ts")
-        requests = imps.groupBy("request_id", "user_id", "request_ts").agg(F.count("*").alias("num_targets"))
-        before = requests.join(actions, "user_id", "left").groupBy("request_id").agg(
-            F.sum((F.col("event_ts") < F.col("request_ts")).cast("int")).alias("n")
-        )
-        hist = before.select(F.least(F.coalesce("n", F.lit(0)), F.lit(args.l_max)).alias("hist_len")).persist()
-        result = {
-            "dataset": "ml-100k",
-            "session_gap_minutes": args.session_gap_minutes,
-            "max_targets": args.max_targets,
-            "l_max": args.l_max,
-            "import": summary,
-            "targets_per_request": _distribution(requests, "num_targets"),
-            "hist_len": _distribution(hist, "hist_len"),
-            "requests_with_empty_history": hist.where("hist_len = 0").count(),
-            "targets_with_history": _scalar(requests.join(before, "request_id").where("n > 0").agg(F.sum("num_targets"))),
-            "hardware": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        if row is None or not row["requests"]:
+            raise ValueError(f"no {side} requests dated {lo}..{hi} in {table}")
+        if (side == "train" and row["last_ts"] >= cut_ms) or (side == "eval" and row["first_ts"] < cut_ms):
+            raise AssertionError(f"{side} requests dated {lo}..{hi} cross the cut {split.eval_from}: {row}")
+        out[side] = {k: int(row[k] or 0) for k in ("users", "requests", "targets", "targets_with_history", "hist_len_max")}
+        out[side].update(hist_len_p50=float(row["q"][0]), hist_len_p90=float(row["q"][1]))
+    return out
+
+
+def compare_models(table: str, split: TimeSplit, args: argparse.Namespace) -> dict[str, Any]:
+    """Trains each of --models on the training days and evaluates it on the held-out days."""
+    lengths = tuple(int(n) for n in args.eval_lengths.split(","))
+    out: dict[str, Any] = {}
+    for model in [m for m in args.models.split(",") if m]:
+        cfg = TrainConfig(table=table, out=str(Path(args.workdir) / "runs" / model), model=model, train_to=split.train_to,
+                          eval_date=split.eval_from, eval_to=split.eval_to, steps=args.steps, batch_size=args.batch_size,
+                          lr=args.lr, warmup=20, length_min=16, length_max=args.length_max, length_mean=args.length_mean,
+                          eval_lengths=lengths, eval_batch_size=args.batch_size, checkpoint_every=10**9, device="cpu", model_config=MODEL)  # fmt: skip
+        run = train(cfg)
+        out[model] = {
+            task: {
+                metric: {n: round(m[task][metric], 4) for n, m in run["eval"].items()}
+                for metric in ("auc", "gauc")
+            }
+            for task in TASKS
         }
+        out[model]["train_seconds"] = run["train"]["seconds"]
+        out[model]["loss_last_10"] = round(run["train"]["loss_last_10"], 4)
+        print(model, json.dumps(out[model]), flush=True)
+    return out
+
+
+def _write(name: str, result: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "public_logs-ml100k" + (f"-pages{args.max_targets}" if args.max_targets else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    spark = get_spark()
+    name = "public_logs-ml100k" + (f"-pages{args.max_targets}" if args.max_targets else "")
+    if not args.models:
+        with tempfile.TemporaryDirectory() as wh:
+            result = request_stats(spark, wh, import_ml100k(wh, args), args)
+        _write(name, result)
+        return result
+    wh = str(Path(args.workdir) / "warehouse")
+    built = Path(args.workdir) / "import.json"  # the import's summary, for --reuse
+    t0 = time.perf_counter()
+    if not args.reuse:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+        summary = import_ml100k(wh, args)
+        _write(name, request_stats(spark, wh, summary, args))
+        first, last = summary["dates"]
+        build_request_samples.main(["--warehouse", wh, "--date", first, "--to-date", last, "--l-max", str(args.l_max),
+                                    "--allow-no-state", "--output", REQUEST_SAMPLES.name])  # fmt: skip
+        built.write_text(json.dumps(summary))
+    build_seconds = None if args.reuse else round(time.perf_counter() - t0, 1)
+    summary = json.loads(built.read_text())
+    split = TimeSplit.at(args.cut, *summary["dates"])
+    table = REQUEST_SAMPLES.location(wh)
+    result = {
+        "dataset": "ml-100k",
+        "args": vars(args),
+        "model_config": MODEL,
+        "split": {
+            "train_to": split.train_to,
+            "eval_from": split.eval_from,
+            "eval_to": split.eval_to,
+            **split_counts(spark, table, split),
+        },  # fmt: skip
+        "build_seconds": build_seconds,  # import, request statistics, build_request_samples; None with --reuse
+        "results": compare_models(table, split, args),
+        "hardware": hardware(),
+    }
+    _write(f"{name}-quality", result)
     return result
 
 

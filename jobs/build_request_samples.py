@@ -11,7 +11,13 @@ checks it there and jobs/publish.py copies it into `request_samples`, which trai
 `--output request_samples` writes the product table directly, bypassing the gate (tests and
 benchmarks only).
 
+`--to-date E` builds every day from --date D to E in one pass (a backfill): the state as of D-1
+plus the actions of D..E, one commit for all the days. A request's history depends only on the
+events before it, so the rows are those the days built one by one would give; days without
+impressions in the range are skipped, not an error (public logs have such days).
+
     spark-submit jobs/build_request_samples.py --warehouse warehouse --date 2026-01-05
+    spark-submit jobs/build_request_samples.py --warehouse warehouse --date 2026-01-05 --to-date 2026-01-31
 """
 
 from __future__ import annotations
@@ -25,9 +31,16 @@ from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
-from jobs.cli import configure_logging, job_parser, previous_day, timed
+from jobs.cli import configure_logging, iso_date, job_parser, previous_day, timed
 from jobs.counts import reason_counts
-from jobs.delta_io import ensure_table, latest_version, overwrite_partition, read_table
+from jobs.delta_io import (
+    date_range_predicate,
+    ensure_table,
+    latest_version,
+    overwrite_where,
+    partition_predicate,
+    read_table,
+)
 from jobs.history_state import StateOrderError, read_state, state_versions, version_as_of
 from jobs.spark_session import get_spark
 from pipelines.request_samples import (
@@ -70,6 +83,11 @@ class Args:
     l_max: int
     allow_no_state: bool
     output: TableContract = REQUEST_SAMPLES_STAGING
+    to_date: str | None = None  # last day of a backfill (inclusive); None: --date alone
+
+    @property
+    def last_date(self) -> str:
+        return self.to_date or self.date
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -86,10 +104,13 @@ def parse_args(argv: list[str] | None = None) -> Args:
         default=REQUEST_SAMPLES_STAGING.name,
         help="table to write: the gate's staging table, or request_samples directly, ungated (default: %(default)s)",
     )
+    p.add_argument("--to-date", type=iso_date, help="build every day from --date to this one (inclusive) in one pass")
     ns = p.parse_args(argv)
     if ns.l_max < 1:
         p.error(f"--l-max must be >= 1, got {ns.l_max}")
-    return Args(ns.warehouse, ns.date, ns.l_max, ns.allow_no_state, OUTPUTS[ns.output])
+    if ns.to_date is not None and ns.to_date < ns.date:
+        p.error(f"--to-date {ns.to_date} is before --date {ns.date}")
+    return Args(ns.warehouse, ns.date, ns.l_max, ns.allow_no_state, OUTPUTS[ns.output], ns.to_date)
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -98,6 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     spark = get_spark()
     state_path = USER_HISTORY.location(args.warehouse)
     out_path = args.output.location(args.warehouse)
+    in_range = F.col("date").between(args.date, args.last_date)
+    dates = args.date if args.to_date is None else f"{args.date}..{args.to_date}"
     with timed() as t:
         state_version = version_as_of(spark, state_path, previous_day(args.date))
         if state_version is None and not args.allow_no_state:
@@ -112,14 +135,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 f"rebuild user_history with --state-len >= {args.l_max}"
             )
 
-        impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(F.col("date") == args.date)
+        impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(in_range)
         tagged = impressions.transform(with_impression_reject_reason).persist(StorageLevel.MEMORY_AND_DISK)
         reasons = reason_counts(tagged)
         if not reasons:
-            raise FileNotFoundError(f"no impressions for date {args.date} under {args.warehouse}: the input partition is missing or empty")
+            raise FileNotFoundError(f"no impressions for date {dates} under {args.warehouse}: the input partition is missing or empty")
         day_actions = valid_rows(
             read_table(spark, USER_ACTIONS, USER_ACTIONS.location(args.warehouse))
-            .where(F.col("date") == args.date)
+            .where(in_range)
             .transform(with_action_reject_reason)
         )
         state = read_state(spark, state_path, state_version)
@@ -128,37 +151,40 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             .transform(with_history_as_of_request(user_events_through_day(state, day_actions), args.l_max))
             .transform(clustered_by_user)
         )
-        overwrite_partition(
+        range_predicate = date_range_predicate(args.date, args.last_date)
+        overwrite_where(
             tagged.transform(to_quarantine("impressions")),
             QUARANTINE,
             QUARANTINE.location(args.warehouse),
-            {"source_table": "impressions", "date": args.date},
+            f"{partition_predicate(QUARANTINE, {'source_table': 'impressions'})} AND {range_predicate}",
         )
         ensure_table(spark, args.output, out_path)
         before = latest_version(spark, out_path)
-        meta = json.dumps({"date": args.date, "l_max": args.l_max, "state_version": state_version.version if state_version else None})
-        overwrite_partition(samples, args.output, out_path, {"date": args.date}, user_metadata=meta)
+        meta = json.dumps({"date": args.date, "l_max": args.l_max, "state_version": state_version.version if state_version else None,
+                           **({"to_date": args.to_date} if args.to_date else {})})  # fmt: skip
+        overwrite_where(samples, args.output, out_path, range_predicate, user_metadata=meta)
         written = (
-            spark.read.format("delta").load(out_path).where(F.col("date") == args.date)
+            spark.read.format("delta").load(out_path).where(in_range)
             .agg(F.count("*").alias("requests"), F.sum("num_targets").alias("targets"), F.sum("hist_len").alias("hist"),
                  F.max("hist_len").alias("max_hist"))
             .first()
         )
         tagged.unpersist()
         if written is None:
-            raise RuntimeError(f"request_samples at {out_path}: aggregate over date {args.date} returned nothing")
+            raise RuntimeError(f"request_samples at {out_path}: aggregate over date {dates} returned nothing")
         requests, targets = int(written["requests"]), int(written["targets"] or 0)
         read = sum(reasons.values())
         quarantined = read - reasons.get(None, 0)
         if read != targets + quarantined:
             DeltaTable.forPath(spark, out_path).restoreToVersion(before)
             raise ConservationError(
-                f"date {args.date}: impressions read {read} != targets written {targets} + quarantined {quarantined}; "
+                f"date {dates}: impressions read {read} != targets written {targets} + quarantined {quarantined}; "
                 f"{args.output.name} restored to version {before}"
             )
     reasons.pop(None, None)
     summary = {
         "date": args.date,
+        **({"to_date": args.to_date} if args.to_date else {}),
         "table": args.output.name,
         "impressions_read": read,
         "requests": requests,

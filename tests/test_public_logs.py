@@ -14,6 +14,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from benchmarks.public_logs import TimeSplit
 from jobs import build_request_samples, build_user_history, import_public_logs
 from pipelines.public_logs import (
     MOVIELENS,
@@ -252,6 +253,9 @@ def test_ml100k_imports_and_runs_through_the_pipeline(spark: SparkSession, wareh
 
 
 def test_tmall_sample_imports_with_quarantine_and_runs_through_the_pipeline(spark: SparkSession, warehouse: str) -> None:
+    """Built day by day and in one --to-date pass (how benchmarks.public_logs builds ml-100k's 215
+    days), the samples are the same rows; a row's date is its request_ts's UTC day, so the
+    benchmark's split by date keeps every evaluation request out of training."""
     summary = import_public_logs.main(["--warehouse", warehouse, "--format", "tmall", "--input", str(TMALL_SAMPLE)])
     assert summary["lines_read"] == 28 and summary["header_lines"] == 1
     assert summary["quarantined"] == {
@@ -271,3 +275,17 @@ def test_tmall_sample_imports_with_quarantine_and_runs_through_the_pipeline(spar
     assert s["hist_item_id"] == [2001, 2002, 2001, 2003]
     assert s["hist_action"] == [1, 1 + 2 + 32, 1 + 4, 1]
     assert (s["tgt_item_id"], s["label_finish"]) == ([2004, 2005], [0, 1])
+
+    ranged = build_request_samples.main(
+        ["--warehouse", warehouse, "--date", "2014-04-15", "--to-date", "2014-04-17", "--allow-no-state", "--output", "request_samples"]
+    )
+    assert (ranged["impressions_read"], ranged["targets"], ranged["requests"], ranged["quarantined"]) == (16, 16, 10, {})
+    rows = {r["request_id"]: r.asDict() for r in spark.read.format("delta").load(REQUEST_SAMPLES.location(warehouse)).collect()}
+    assert len(rows) == 10 and {k: r for k, r in rows.items() if r["date"] in days} == {k: r.asDict() for k, r in samples.items()}
+    split = TimeSplit.at("2014-04-17", "2014-04-15", "2014-04-17")
+    assert (split.train_to, split.eval_from, split.eval_to) == ("2014-04-16", "2014-04-17", "2014-04-17")
+    for r in rows.values():
+        assert r["date"] == import_public_logs.utc_day(r["request_ts"])
+        assert (r["date"] <= split.train_to) == (r["request_ts"] < _ms(split.eval_from))
+    with pytest.raises(ValueError, match="must be after the first day"):
+        TimeSplit.at("2014-04-15", "2014-04-15", "2014-04-17")

@@ -45,7 +45,8 @@ class TrainConfig:
     out: str  # run folder: metrics.json, checkpoint.pt
     train_from: str | None = None  # first training date (inclusive)
     train_to: str | None = None  # last training date (inclusive)
-    eval_date: str | None = None  # held-out date; None skips evaluation
+    eval_date: str | None = None  # held-out date (the first, with eval_to); None skips evaluation
+    eval_to: str | None = None  # last held-out date (inclusive): evaluate on eval_date..eval_to; None: eval_date alone
     version: int | None = None  # pinned table version (default: the latest)
     model: str = "stca"  # one of trainer.registry.MODELS
     mode: str = "rlb"  # "rlb" or "pointwise" (same loss, for comparison)
@@ -117,13 +118,14 @@ def train_loader(cfg: TrainConfig, d: Dist, device: torch.device) -> RequestLoad
 
 @torch.no_grad()
 def evaluate(model: Ranker, cfg: TrainConfig, version: int, device: torch.device) -> dict[str, Any]:
-    """Per inference length: per-task AUC, GAUC, log loss on the eval date (full pass, one process)."""
+    """Per inference length: per-task AUC, GAUC, log loss on the eval dates (full pass, one process)."""
     out: dict[str, Any] = {}
     for n in cfg.eval_lengths:
         lc = LoaderConfig(batch_size=cfg.eval_batch_size, shuffle=False, max_history=n, device=str(device))
         acc = MetricAccumulator(model.config.tasks)
+        dates = {"date_from": cfg.eval_date, "date_to": cfg.eval_to or cfg.eval_date}
         with autocast(device):
-            for batch in RequestLoader(cfg.table, lc, version=version, date_from=cfg.eval_date, date_to=cfg.eval_date):
+            for batch in RequestLoader(cfg.table, lc, version=version, **dates):
                 acc.update(batch, model.predict(batch))
         out[str(n)] = acc.compute()
     return out
@@ -235,7 +237,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--out", required=True, help="run folder for metrics.json and checkpoint.pt")
     p.add_argument("--train-from", default=None, help="first training date, YYYY-MM-DD")
     p.add_argument("--train-to", default=None, help="last training date, YYYY-MM-DD")
-    p.add_argument("--eval-date", default=None, help="held-out date to evaluate on")
+    p.add_argument("--eval-date", default=None, help="held-out date to evaluate on (the first, with --eval-to)")
+    p.add_argument("--eval-to", default=None, help="last held-out date (inclusive): evaluate on --eval-date..--eval-to")
     p.add_argument("--version", type=int, default=None, help="pinned table version (default: latest)")
     p.add_argument("--model", default=defaults.model, choices=sorted(MODELS))
     p.add_argument("--mode", default=defaults.mode, choices=("rlb", "pointwise"))
@@ -252,7 +255,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--model-config", default="{}", help='JSON STCAConfig overrides, e.g. {"d": 64, "layers": 2}')
     a = p.parse_args(argv)
     return TrainConfig(
-        table=a.table, out=a.out, train_from=a.train_from, train_to=a.train_to, eval_date=a.eval_date,
+        table=a.table, out=a.out, train_from=a.train_from, train_to=a.train_to, eval_date=a.eval_date, eval_to=a.eval_to,
         version=a.version, model=a.model, mode=a.mode, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
         min_lr_ratio=a.min_lr_ratio, warmup=a.warmup, weight_decay=a.weight_decay, clip=a.clip,
         length_mean=a.length_mean or None, length_min=a.length_min, length_max=a.length_max,
