@@ -11,7 +11,9 @@ AUC every 100 steps. Ablations switch parts of STCA off to find the obstacle:
 Session 4 (300 steps, L = 256, clean 128; ad-hoc runs of the same task with item_buckets 16,384):
 DIN 0.696, mean pooling 0.591 (0.684 without its LayerNorm), STCA 0.50-0.52 with every ablation
 here, including uniform attention over raw tokens; at L = 64, clean 0, STCA 0.65. With this
-script's config: mean pooling without its norm 0.568 at 200 steps, STCA 0.500 at 300.
+script's config: mean pooling without its norm 0.568 at 200 steps, STCA 0.500 at 300, and also
+0.510 at L = 64, clean 0: whether STCA takes off in 300 steps depends on the seed and small
+config changes, where DIN and mean pooling learn every time.
 """
 
 from __future__ import annotations
