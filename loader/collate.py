@@ -8,8 +8,12 @@ once and pads only to the batch maximum (benchmarks/loader.py measures both)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,9 +30,11 @@ SCALARS: tuple[str, ...] = ("request_id", "user_id", "request_ts", "hist_len", "
 LOADER_COLUMNS: tuple[str, ...] = (*SCALARS, *HISTORY_FIELDS, *TARGET_ARRAYS)
 
 _ARROW_SCHEMA = REQUEST_SAMPLES.arrow_schema()
+_LABELS = "labels"  # padded_targets name for all label columns as (rows, M, T)
 _TORCH_DTYPES = {pa.int64(): torch.int64, pa.int32(): torch.int32}
 
 
+@functools.cache
 def _torch_dtype(name: str) -> torch.dtype:
     field = _ARROW_SCHEMA.field(name)
     arrow_type = field.type.value_type if pa.types.is_list(field.type) else field.type
@@ -57,7 +63,7 @@ class RowGroupArrays:
     num_rows: int
     request_id: list[str]
     scalars: dict[str, np.ndarray]  # name -> (rows,)
-    offsets: dict[str, np.ndarray]  # list column -> (rows + 1,)
+    offsets: dict[str, np.ndarray]  # list column -> (rows + 1,), from 0: equal within history / target fields
     values: dict[str, np.ndarray]  # list column -> flat values
 
     @classmethod
@@ -75,17 +81,35 @@ class RowGroupArrays:
                 offsets[name], values[name] = np.zeros(1, np.int32), np.zeros(0)
                 continue
             column = table.column(name).chunk(0)
-            flat = column.values  # honours the array's slice offset through `offsets` below
+            flat = column.values  # the whole child array: a sliced column's offsets do not start at 0
             if column.null_count or flat.null_count:
                 raise TypeError(
                     f"{source}: column {name!r} has null lists or elements ({column.null_count} / {flat.null_count}); "
                     "the quality gate should have stopped this partition"
                 )
-            offsets[name] = column.offsets.to_numpy()
-            values[name] = flat.to_numpy()
+            starts = column.offsets.to_numpy()
+            values[name] = flat.to_numpy()[starts[0] : starts[-1]]  # so offsets start at 0 in every field
+            offsets[name] = starts - starts[0] if starts[0] else starts
         arrays = cls(source, table.num_rows, table.column("request_id").to_pylist(), scalars, offsets, values)
         arrays._check_lengths()
         return arrays
+
+    def padded_targets(self, name: str) -> np.ndarray:
+        """A target field as (rows, M_g) zero-padded to this group's most targets, or for
+        `_LABELS` every label column as (rows, M_g, T) float32; built once per row group."""
+        cache: dict[str, np.ndarray] = self.__dict__.setdefault("_padded_targets", {})
+        if name not in cache:
+            counts = self.scalars["num_targets"]
+            real = np.arange(int(counts.max(initial=0)))[None, :] < counts[:, None]  # (rows, M_g)
+            columns = LABEL_COLUMN_NAMES if name == _LABELS else (name,)
+            out = np.zeros(
+                (*real.shape, len(columns)), np.float32 if name == _LABELS else self.values[name].dtype
+            )
+            for t, column in enumerate(columns):
+                offsets = self.offsets[column]
+                out[..., t][real] = self.values[column][offsets[0] : offsets[-1]]
+            cache[name] = out if name == _LABELS else out[..., 0]
+        return cache[name]
 
     def _check_lengths(self) -> None:
         for names, length in ((HISTORY_FIELDS, "hist_len"), (TARGET_ARRAYS, "num_targets")):
@@ -99,21 +123,60 @@ class RowGroupArrays:
                     )
 
 
-_NUMPY_DTYPES = {torch.int64: np.int64, torch.int32: np.int32, torch.float32: np.float32}
+_NUMPY_DTYPES: dict[torch.dtype, np.dtype[Any]] = {
+    torch.int64: np.dtype(np.int64), torch.int32: np.dtype(np.int32), torch.float32: np.dtype(np.float32)
+}
+
+
+@functools.cache
+def host_memory_pool() -> pa.MemoryPool:
+    """The pool for the loader's host memory: decoded row groups and batch tensors.
+
+    mimalloc keeps freed pages for reuse. pyarrow's default jemalloc pool releases them to the
+    OS at once (its decay is 0), so each epoch re-faulted every page of the row groups it held
+    and of the batches it built (about 90,000 faults, a fifth of the epoch's CPU time in the
+    benchmark); torch's CPU allocator also returns large blocks. Falls back to the default pool
+    where pyarrow was built without mimalloc."""
+    try:
+        return pa.mimalloc_memory_pool()
+    except NotImplementedError:
+        return pa.default_memory_pool()
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype, pin: bool) -> torch.Tensor:
-    """An uninitialized tensor; the collate writes every element (values, then zero padding).
+    """An uninitialized tensor from host_memory_pool(); the collate writes every element.
 
-    Host memory comes from pyarrow's pool (jemalloc), which keeps freed blocks for reuse:
-    torch's CPU allocator returns large blocks to the OS, and re-faulting tens of MB of fresh
-    pages per batch cost more than the copy itself. Pinned memory uses torch's caching host
-    allocator, which reuses blocks too."""
+    Pinned memory uses torch's caching host allocator, which reuses blocks too."""
     if pin:
         return torch.empty(shape, dtype=dtype, pin_memory=True)
-    np_dtype = np.dtype(_NUMPY_DTYPES[dtype])
-    buf = pa.allocate_buffer(max(1, int(np.prod(shape)) * np_dtype.itemsize))
-    return torch.from_numpy(np.frombuffer(buf, dtype=np_dtype, count=int(np.prod(shape))).reshape(shape))
+    np_dtype = _NUMPY_DTYPES[dtype]
+    count = math.prod(shape)
+    buf = pa.allocate_buffer(max(1, count * np_dtype.itemsize), memory_pool=host_memory_pool())
+    return torch.from_numpy(np.frombuffer(buf, dtype=np_dtype, count=count).reshape(shape))
+
+
+_ZEROS: dict[np.dtype, np.ndarray] = {}
+
+
+def _zeros(dtype: np.dtype, n: int) -> np.ndarray:
+    """A read-only zero array of at least n elements (padding is sliced from it)."""
+    zeros = _ZEROS.get(dtype)
+    if zeros is None or len(zeros) < n:
+        zeros = _ZEROS[dtype] = np.zeros(max(n, 16_384), dtype)
+        zeros.flags.writeable = False
+    return zeros
+
+
+def _runs(rows: Sequence[tuple[RowGroupArrays, int]]) -> list[tuple[RowGroupArrays, int, int, np.ndarray]]:
+    """The batch as runs of consecutive rows from one row group: (group, first, end, rows in the group)."""
+    runs, first = [], 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i][0] is not rows[first][0]:
+            runs.append(
+                (rows[first][0], first, i, np.fromiter((r for _, r in rows[first:i]), np.int64, i - first))
+            )
+            first = i
+    return runs
 
 
 def collate(
@@ -124,42 +187,56 @@ def collate(
     """Pads the selected rows into a RequestBatch.
 
     `keep[i]` caps row i's history to its most recent keep[i] events (length-extrapolative
-    training); None keeps the full history. L and M are the batch's real maxima."""
+    training); None keeps the full history. L and M are the batch's real maxima.
+
+    Each history field is one np.concatenate of slices (a memcpy per row, no gather index and no
+    Python loop over rows); the rest is numpy per run of rows from one row group (ShuffleBuffer
+    hands rows grouped by row group)."""
     b = len(rows)
-    hist_len = np.array([g.scalars["hist_len"][r] for g, r in rows], dtype=np.int64)
+    runs = _runs(rows)
+
+    def gather(name: str) -> np.ndarray:
+        out = np.empty(b, np.int64)
+        for g, first, end, rs in runs:
+            out[first:end] = g.scalars[name][rs]
+        return out
+
+    hist_len = gather("hist_len")
     if keep is not None:
         hist_len = np.minimum(hist_len, keep)
-    num_targets = np.array([g.scalars["num_targets"][r] for g, r in rows], dtype=np.int64)
+    num_targets = gather("num_targets")
     big_l, big_m = int(hist_len.max(initial=0)), int(num_targets.max(initial=0))
 
     hist = {n: _empty((b, big_l), _torch_dtype(n), pin_memory) for n in HISTORY_FIELDS}
+    if big_l:
+        # Row i is its kept events then zeros: 2B slices laid end to end make the (B, L) tensor.
+        # All history fields share these offsets (from 0; RowGroupArrays checks the lengths).
+        ends = np.empty(b, np.int64)
+        for g, first, end, rs in runs:
+            ends[first:end] = g.offsets[HISTORY_FIELDS[0]][rs + 1]
+        kept = list(map(slice, (ends - hist_len).tolist(), ends.tolist()))  # the most recent hist_len events
+        padding = list(map(slice, (big_l - hist_len).tolist()))
+        for n, tensor in hist.items():
+            out = tensor.numpy()
+            sources = chain.from_iterable(repeat(g.values[n], end - first) for g, first, end, _ in runs)
+            events: Iterator[np.ndarray] = map(np.ndarray.__getitem__, sources, kept)
+            zeros = map(_zeros(out.dtype, big_l).__getitem__, padding)
+            np.concatenate(list(chain.from_iterable(zip(events, zeros, strict=True))), out=out.reshape(-1))
+
     tgt = {n: _empty((b, big_m), _torch_dtype(n), pin_memory) for n in TARGET_FIELDS}
     labels = _empty((b, big_m, len(LABEL_COLUMN_NAMES)), torch.float32, pin_memory)
-    hist_np = {n: t.numpy() for n, t in hist.items()}
-    tgt_np = {n: t.numpy() for n, t in tgt.items()}
-    labels_np = labels.numpy()
-    labels_np.fill(0)
-    for i, (g, r) in enumerate(rows):
-        k, m = hist_len[i], num_targets[i]
-        for n, out in hist_np.items():
-            end = g.offsets[n][r + 1]
-            out[i, :k] = g.values[n][end - k : end]  # the most recent k events, oldest first
-            out[i, k:] = 0
-        for n, out in tgt_np.items():
-            start = g.offsets[n][r]
-            out[i, :m] = g.values[n][start : start + m]
-            out[i, m:] = 0
-        for t, n in enumerate(LABEL_COLUMN_NAMES):
-            start = g.offsets[n][r]
-            labels_np[i, :m, t] = g.values[n][start : start + m]
-
-    def scalar(name: str) -> torch.Tensor:
-        return torch.from_numpy(np.array([g.scalars[name][r] for g, r in rows], dtype=np.int64))
+    padded = [(tensor.numpy(), n) for n, tensor in tgt.items()] + [(labels.numpy(), _LABELS)]
+    for out, name in padded:
+        out.fill(0)
+        for g, first, end, rs in runs:
+            source = g.padded_targets(name)  # (rows, M_g) or (rows, M_g, T), zero-padded
+            width = min(source.shape[1], big_m)
+            out[first:end, :width] = source[rs, :width]
 
     return RequestBatch(
         request_id=[g.request_id[r] for g, r in rows],
-        user_id=scalar("user_id"),
-        request_ts=scalar("request_ts"),
+        user_id=torch.from_numpy(gather("user_id")),
+        request_ts=torch.from_numpy(gather("request_ts")),
         hist_len=torch.from_numpy(hist_len),
         num_targets=torch.from_numpy(num_targets),
         labels=labels,
@@ -211,8 +288,10 @@ class ShuffleBuffer:
         return [(self._groups[g], int(r)) for g, r in zip(self._group_ids[self._peeked], self._row_ids[self._peeked], strict=True)]
 
     def take_peeked(self, n: int) -> list[tuple[RowGroupArrays, int]]:
-        """Removes and returns the first n rows of the last peek."""
+        """Removes and returns the first n rows of the last peek, grouped by row group (the
+        collate copies per run of rows from one group; order within a batch carries no meaning)."""
         picked = self._peeked[:n]
+        picked = picked[np.argsort(self._group_ids[picked], kind="stable")]
         out = [(self._groups[g], int(r)) for g, r in zip(self._group_ids[picked], self._row_ids[picked], strict=True)]
         keep = np.ones(len(self), bool)
         keep[picked] = False

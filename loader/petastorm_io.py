@@ -6,32 +6,46 @@ Two changes to petastorm 0.13.1's batch reader, both through its public extensio
 
 * `ArrowRowGroupWorker` publishes each row group as a pyarrow Table and skips petastorm's
   numpy conversion, which `np.vstack`s list columns and so refuses ragged histories; the
-  collate in `loader/collate.py` pads them to the batch maximum instead. Worker errors are
-  re-raised with the file and row group.
+  collate in `loader/collate.py` pads them to the batch maximum instead. It decodes local files
+  into the loader's host memory pool (`collate.host_memory_pool`). Worker errors are re-raised
+  with the file and row group.
 * `OrderedThreadPool` fixes an end-of-epoch race in `ThreadPool.get_results`: it checks "all
   workers done" before "ventilator completed", so when the ventilator hands out the last row
   group between the two checks the epoch ends early without an error (seen as about one short
-  epoch in three on a multi-file table). Checking "completed" first closes it.
+  epoch in three on a multi-file table). Checking "completed" first closes it. It also reads
+  results strictly in ventilation order, which petastorm does only when the ventilator keeps
+  ahead (`get_results`). Its workers block on their queues instead of polling them every
+  millisecond (petastorm's `IO_TIMEOUT_INTERVAL_S`): an idle worker woke 1,000 times a second
+  and took the GIL each time from the thread that collates batches; `stop()` wakes them with a
+  sentinel instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import queue
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from petastorm.arrow_reader_worker import ArrowReaderWorker
 from petastorm.cache import NullCache
 from petastorm.etl import dataset_metadata
 from petastorm.fs_utils import get_filesystem_and_path_or_paths
 from petastorm.reader import Reader, normalize_dataset_url_or_urls
-from petastorm.workers_pool import EmptyResultError
+from petastorm.workers_pool import EmptyResultError, VentilatedItemProcessedMessage
 from petastorm.workers_pool.dummy_pool import DummyPool
-from petastorm.workers_pool.thread_pool import ThreadPool
+from petastorm.workers_pool.thread_pool import ThreadPool, WorkerTerminationRequested, WorkerThread
 
+from .collate import host_memory_pool
 from .errors import DataFileError
 
 # petastorm 0.13.1 drives pyarrow's legacy ParquetDataset API (pinned with it, DESIGN.md §6) and
@@ -88,35 +102,116 @@ class ArrowRowGroupWorker(ArrowReaderWorker):
         # Name the source in the table itself so later errors can say which file a row came from.
         self.publish_func(table.replace_schema_metadata({SOURCE_KEY: f"{piece.path} (row group {piece.row_group})"}))
 
-    def _parquet_file(self, path: str) -> pq.ParquetFile:
-        files: dict[str, pq.ParquetFile] = self.__dict__.setdefault("_files", {})
+    def _parquet_file(self, path: str) -> _LocalParquetFile | pq.ParquetFile:
+        files: dict[str, _LocalParquetFile | pq.ParquetFile] = self.__dict__.setdefault("_files", {})
         if path not in files:  # one footer parse per file and worker
-            files[path] = pq.ParquetFile(path if "://" not in path else self._filesystem.open(path))
+            files[path] = (
+                _LocalParquetFile(path) if "://" not in path else pq.ParquetFile(self._filesystem.open(path))
+            )
         return files[path]
 
 
+class _LocalParquetFile:
+    """`ParquetFile.read_row_group` decoding into the loader's host memory pool (collate.py):
+    pyarrow 14's ParquetFile takes no pool, its Dataset API does."""
+
+    def __init__(self, path: str) -> None:
+        self._fragment = ds.ParquetFileFormat().make_fragment(path, pafs.LocalFileSystem())
+
+    def read_row_group(self, i: int, columns: list[str], use_threads: bool = False) -> pa.Table:
+        row_group = self._fragment.subset(row_group_ids=[i])
+        # One record batch per row group (batch_size caps rows per batch), so columns stay one chunk.
+        return row_group.to_table(
+            columns=columns, use_threads=use_threads, memory_pool=host_memory_pool(), batch_size=2**31 - 1
+        )
+
+
+_PUT_POLL_S = 0.05  # a worker blocked on a full results queue re-checks the stop event this often
+_WAIT_VENTILATION_S = 0.001  # the reader waiting for the ventilator to hand out the next row group
+
+
+class _BlockingWorkerThread(WorkerThread):
+    """petastorm's WorkerThread, waiting on its queue without a timeout (None: stop)."""
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            item = self._ventilator_queue.get()
+            if item is None or self._stop_event.is_set():
+                return
+            args, kwargs = item
+            try:
+                self._worker_impl.process(*args, **kwargs)
+                self._worker_impl.publish_func(VentilatedItemProcessedMessage())
+            except WorkerTerminationRequested:
+                return
+            except Exception as e:
+                # Handed to the reader, which raises it (ArrowRowGroupWorker names the file).
+                with contextlib.suppress(WorkerTerminationRequested):
+                    self._worker_impl.publish_func(e)
+                return
+
+
 class OrderedThreadPool(ThreadPool):
-    """petastorm's ThreadPool with the end-of-epoch check in a race-free order (module doc)."""
+    """petastorm's ThreadPool with a race-free end-of-epoch check, results in ventilation order
+    and workers that block instead of polling (module doc)."""
 
     _get_results_worker_id: int
+    _ventilator_queues: list[queue.Queue[Any]]
+    _results_queues: list[queue.Queue[Any]]
+
+    def start(self, worker_class: Any, worker_args: Any = None, ventilator: Any = None) -> None:
+        """As ThreadPool.start, with _BlockingWorkerThread workers."""
+        if self._stop_event.is_set():
+            raise RuntimeError("OrderedThreadPool cannot be reused after stop()")
+        self._ventilator_queues = [queue.Queue() for _ in range(self.workers_count)]
+        size = max(5, self._results_queue_size // self.workers_count)
+        self._results_queues = [queue.Queue(size) for _ in range(self.workers_count)]
+        self._workers = []
+        for worker_id in range(self.workers_count):
+            worker = worker_class(worker_id, functools.partial(self._stop_aware_put, worker_id), worker_args)
+            thread = _BlockingWorkerThread(
+                worker, self._stop_event, self._ventilator_queues[worker_id], self._results_queues[worker_id]
+            )
+            thread.daemon = True
+            self._workers.append(thread)
+        for thread in self._workers:
+            thread.start()
+        if ventilator:
+            self._ventilator = ventilator
+            self._ventilator.start()
+
+    def stop(self) -> None:
+        super().stop()
+        for q in self._ventilator_queues:
+            q.put(None)  # wakes a worker blocked on its queue
+
+    def _stop_aware_put(self, worker_id: int, data: Any) -> None:
+        while True:
+            try:
+                self._results_queues[worker_id].put(data, timeout=_PUT_POLL_S)
+                return
+            except queue.Full:
+                if self._stop_event.is_set():
+                    raise WorkerTerminationRequested() from None
 
     def get_results(self) -> Any:
+        """The next result in ventilation order: item k goes to worker k % n, and the current
+        worker advances once per finished item. petastorm's version moves on from a worker with
+        nothing outstanding, so an item ventilated to the next worker a moment earlier could be
+        read first: the same seed gave another row-group order now and then."""
         while True:
-            ventilation_done = not self._ventilator or self._ventilator.completed()
-            if ventilation_done and self.all_workers_done():
-                raise EmptyResultError()
-            if self.current_worker_done(self._get_results_worker_id):
-                self._get_results_worker_id = (self._get_results_worker_id + 1) % self.workers_count
+            worker = self._get_results_worker_id
+            ventilation_done = not self._ventilator or self._ventilator.completed()  # read before the counts
+            if self._ventilated_items_by_worker[worker] == self._ventilated_items_processed_by_worker[worker]:
+                if ventilation_done:  # the next item would go to this worker: there is none
+                    raise EmptyResultError()
+                time.sleep(_WAIT_VENTILATION_S)
                 continue
             result = self._next_from_current_worker()
             if result is not None:
                 return result
 
     def _next_from_current_worker(self) -> Any:
-        import queue
-
-        from petastorm.workers_pool import VentilatedItemProcessedMessage
-
         try:
             # Strict round robin: results come back in ventilation order, so a seed fixes the order.
             result = self._results_queues[self._get_results_worker_id].get(block=True, timeout=0.1)
@@ -152,8 +247,10 @@ def open_reader(
     world_size: int,
     workers: int,
     pool: str,
+    footers: Mapping[str, pq.FileMetaData] | None = None,
 ) -> tuple[Reader, list[list[RowGroup]]]:
-    """A petastorm Reader over `files` for one shard, and the row groups of every rank's shard.
+    """A petastorm Reader over `files` for one shard, and the row groups of every rank's shard
+    (from `footers`, path -> Parquet footer, where given).
 
     `seed` must be non-zero: petastorm treats 0 like None (an unseeded, irreproducible order)."""
     if seed == 0:
@@ -177,17 +274,27 @@ def open_reader(
         cache=NullCache(),
         is_batched_reader=True,
     )
-    return reader, row_groups_by_rank(reader, world_size)
+    return reader, row_groups_by_rank(reader, world_size, footers)
 
 
-def row_groups_by_rank(reader: Reader, world_size: int) -> list[list[RowGroup]]:
-    """The row groups petastorm assigns to each rank (its rule: row-group index % world_size),
-    from one pass over the dataset's footers."""
+def row_groups_by_rank(
+    reader: Reader, world_size: int, known: Mapping[str, pq.FileMetaData] | None = None
+) -> list[list[RowGroup]]:
+    """The row groups petastorm assigns to each rank (its rule: row-group index % world_size over
+    `dataset_metadata.load_row_groups`' order), reading each footer not `known` once."""
+    dataset = reader.dataset
+    footers = dict(known or {})
+
+    def footer(path: str) -> pq.FileMetaData:
+        if path not in footers:
+            footers[path] = pq.ParquetFile(dataset.fs.open(path)).metadata
+        return footers[path]
+
+    if dataset.metadata or dataset.common_metadata:  # petastorm reads row groups from summary files
+        pieces = [(p.path, p.row_group) for p in dataset_metadata.load_row_groups(dataset)]
+    else:  # its order without them (a Delta file list): each file's row groups, files in dataset order
+        pieces = [(p.path, i) for p in dataset.pieces for i in range(footer(p.path).num_row_groups)]
     shards: list[list[RowGroup]] = [[] for _ in range(world_size)]
-    footers: dict[str, pq.FileMetaData] = {}
-    for index, piece in enumerate(dataset_metadata.load_row_groups(reader.dataset)):
-        if piece.path not in footers:
-            footers[piece.path] = pq.ParquetFile(reader.dataset.fs.open(piece.path)).metadata
-        num_rows = footers[piece.path].row_group(piece.row_group).num_rows
-        shards[index % world_size].append(RowGroup(piece.path, piece.row_group, num_rows))
+    for index, (path, row_group) in enumerate(pieces):
+        shards[index % world_size].append(RowGroup(path, row_group, footer(path).row_group(row_group).num_rows))
     return shards

@@ -149,9 +149,11 @@ class RequestLoader:
         return self.snapshot.version
 
     def _check_files(self) -> None:
+        self._footers: dict[str, pq.FileMetaData] = {}  # kept: the reader's shard plan needs the row counts
         for f in self.snapshot.data_files:
             try:
-                schema = pq.read_schema(f.path)
+                self._footers[f.path] = footer = pq.read_metadata(f.path)
+                schema = footer.schema.to_arrow_schema()
             except FileNotFoundError as e:
                 raise DataFileError(
                     f"data file {f.path} of {self.snapshot.table_path} version {self.snapshot.version} is missing: "
@@ -192,7 +194,7 @@ class RequestLoader:
         if self._active is not None:
             raise RuntimeError("the loader is already being iterated; finish or close that iteration first")
         cfg = self.config
-        producer = _Producer(self.snapshot, cfg, self._epoch, self._resume_at)
+        producer = _Producer(self.snapshot, cfg, self._epoch, self._resume_at, self._footers)
         self._active, self._samples = producer, 0
         device = torch.device(cfg.device) if cfg.device else None
         try:
@@ -228,8 +230,10 @@ class RequestLoader:
 class _Producer:
     """Reads, buffers and collates one epoch in a background thread; hands batches over a queue."""
 
-    def __init__(self, snapshot: Snapshot, cfg: LoaderConfig, epoch: int, skip: int) -> None:
-        self.snapshot, self.cfg, self.epoch, self.skip = snapshot, cfg, epoch, skip
+    def __init__(
+        self, snapshot: Snapshot, cfg: LoaderConfig, epoch: int, skip: int, footers: dict[str, pq.FileMetaData]
+    ) -> None:
+        self.snapshot, self.cfg, self.epoch, self.skip, self.footers = snapshot, cfg, epoch, skip, footers
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rlb-loader", daemon=True)
@@ -342,6 +346,7 @@ class _Producer:
             world_size=cfg.world_size,
             workers=cfg.workers,
             pool=cfg.pool,
+            footers=self.footers,
         )
 
     def _lengths(self, n: int) -> np.ndarray | None:
