@@ -6,6 +6,7 @@ point-in-time rule on what they write."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from pipelines.public_logs import (
 from pipelines.validity import REJECT_REASON
 from schemas import IMPRESSIONS, QUARANTINE, REQUEST_SAMPLES, USER_ACTIONS
 from schemas.fields import TASKS
+from trainer.train import TrainConfig, train
 
 pytestmark = pytest.mark.spark
 
@@ -208,6 +210,13 @@ def _run_days(warehouse: str, days: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _samples_path(warehouse: str, summaries: list[dict[str, Any]]) -> str:
+    """build_request_samples names the table it wrote (the product, or the quality gate's staging table)."""
+    tables = {str(s.get("table", REQUEST_SAMPLES.name)) for s in summaries}
+    assert len(tables) == 1
+    return REQUEST_SAMPLES.location(warehouse).rsplit("/", 1)[0] + "/" + tables.pop()
+
+
 def _check_samples(spark: SparkSession, warehouse: str, days: list[str], summaries: list[dict[str, Any]]) -> list[Any]:
     """Conservation per day and the point-in-time rule against the imported user_actions."""
     imps = spark.read.format("delta").load(IMPRESSIONS.location(warehouse))
@@ -215,11 +224,7 @@ def _check_samples(spark: SparkSession, warehouse: str, days: list[str], summari
         read = imps.where(F.col("date") == day).count()
         assert s["impressions_read"] == read == s["targets"] + sum(s["quarantined"].values())
         assert s["quarantined"] == {}  # the import writes only valid rows
-    # build_request_samples names the table it wrote (the product, or the quality gate's staging table)
-    tables = {str(s.get("table", REQUEST_SAMPLES.name)) for s in summaries}
-    assert len(tables) == 1
-    path = REQUEST_SAMPLES.location(warehouse).rsplit("/", 1)[0] + "/" + tables.pop()
-    samples = spark.read.format("delta").load(path).where(F.col("date").isin(days)).collect()
+    samples = spark.read.format("delta").load(_samples_path(warehouse, summaries)).where(F.col("date").isin(days)).collect()
     users = sorted({r["user_id"] for r in samples})
     actions: dict[int, list[int]] = {}
     for a in spark.read.format("delta").load(USER_ACTIONS.location(warehouse)).where(F.col("user_id").isin(users)).collect():
@@ -232,7 +237,7 @@ def _check_samples(spark: SparkSession, warehouse: str, days: list[str], summari
     return samples
 
 
-def test_ml100k_imports_and_runs_through_the_pipeline(spark: SparkSession, warehouse: str) -> None:
+def test_ml100k_imports_and_runs_through_the_pipeline(spark: SparkSession, warehouse: str, tmp_path: Path) -> None:
     subset = ML100K
     first, last = (_ms(d) // 1000 for d in ML100K_WEEK)
     with (ML100K / "u.data").open() as src:
@@ -248,8 +253,17 @@ def test_ml100k_imports_and_runs_through_the_pipeline(spark: SparkSession, wareh
     imps = spark.read.format("delta").load(IMPRESSIONS.location(warehouse))
     per_day = Counter({r["date"]: r["count"] for r in imps.groupBy("date").count().collect()})
     day = max(sorted(per_day)[1:], key=lambda d: (per_day[d], d))
-    samples = _check_samples(spark, warehouse, [day], _run_days(warehouse, [day]))
+    summaries = _run_days(warehouse, [day])
+    samples = _check_samples(spark, warehouse, [day], summaries)
     assert samples and any(r["hist_len"] > 0 for r in samples)
+
+    # the trainer reads the imported requests unchanged: a short STCA run trains and evaluates
+    run = train(TrainConfig(table=_samples_path(warehouse, summaries), out=str(tmp_path / "run"), eval_date=day,
+                            steps=3, batch_size=8, warmup=1, length_min=8, length_max=512, length_mean=64.0,
+                            eval_lengths=(16, 512), checkpoint_every=10**9, device="cpu",
+                            model_config={"d": 16, "heads": 2, "layers": 1, "id_dim": 8, "head_hidden": 16}))  # fmt: skip
+    assert run["train"]["steps"] == 3 and math.isfinite(run["train"]["loss_last_10"])
+    assert 0.0 <= run["eval"]["512"]["finish"]["auc"] <= 1.0
 
 
 def test_tmall_sample_imports_with_quarantine_and_runs_through_the_pipeline(spark: SparkSession, warehouse: str) -> None:
