@@ -12,10 +12,11 @@ The world:
   duration is a function of the item.
 * users: two interest topics and an activity level, hashed from `user_id` (`with_user_profile`),
   and a hidden taste for each author (creator affinity, hashed from `user_id` and `author_id`,
-  in [-1, 1); its effect is `affinity_logit`, 0 by default). The topics show in *what* a user watched (a bag of topics, which a mean of the
-  history reads); the affinity only in *how* the user reacted to that author's videos (finished
-  or skipped), so reading it takes finding the target's author among thousands of events and
-  looking at the feedback there: what target attention does and a mean cannot.
+  in [-1, 1); its effect is `affinity_logit`, 0 by default). The topics show in *what* a user
+  watched (a bag of topics, which a mean of the history reads); the affinity only in *how* the
+  user reacted to that author's videos (finished or skipped), so reading it takes finding the
+  target's author among thousands of events and looking at the feedback there: what target
+  attention does and a mean cannot.
 * warm-up (`history_days` before `start_date`): only actions, a heavy-tailed count per user.
   Events older than `recent_days` before `start_date` lean towards the user's interest topics
   and their feedback follows the user's tastes (topics and affinity); recent ones are pure
@@ -24,7 +25,7 @@ The world:
   the request days, 30% from interest topics by default, enter the history too, so the recent
   signal grows back over the request days; keep num_days short next to history_days.)
 * request days: k requests per user-day, m distinct targets each, labels from a logistic model
-  with strong interest and affinity effects. Watched targets become actions strictly after their
+  with a strong interest effect (and the affinity effect when it is on). Watched targets become actions strictly after their
   `request_ts`, on the same UTC day.
 * bad rows (`bad_row_rate` > 0): every validity violation of DESIGN.md §3, picked by hash.
 
