@@ -23,10 +23,7 @@ and GAUC (per-user AUC, weighted by the user's targets).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -42,6 +39,7 @@ from jobs import build_request_samples, import_public_logs
 from jobs.cli import previous_day
 from jobs.spark_session import get_spark
 from pipelines.request_samples import DEFAULT_L_MAX
+from pipelines.synthetic import day_start_ms
 from schemas import IMPRESSIONS, REQUEST_SAMPLES, USER_ACTIONS
 from trainer.train import TrainConfig, train
 
@@ -167,18 +165,14 @@ def request_stats(
         "targets_with_history": _scalar(
             requests.join(before, "request_id").where("n > 0").agg(F.sum("num_targets"))
         ),
-        "hardware": {
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-        },
+        "hardware": hardware(),
     }
 
 
 def split_counts(spark: SparkSession, table: str, split: TimeSplit) -> dict[str, dict[str, float]]:
     """Users, requests, targets and targets with a non-empty history on each side of the split;
     raises if a training request starts at or after the cut, or an evaluation one before it."""
-    cut_ms = int(dt.datetime.fromisoformat(split.eval_from).replace(tzinfo=dt.UTC).timestamp() * 1000)
+    cut_ms = day_start_ms(split.eval_from)
     out: dict[str, dict[str, float]] = {}
     for side, lo, hi in (("train", "0000-00-00", split.train_to), ("eval", split.eval_from, split.eval_to)):
         row = (
