@@ -11,7 +11,7 @@
     STCA over the recent r events only, VISTA (summary + the same r events), and VISTA served
     from int8-quantized cached summaries.
 
-Data for (d) is generated here as tensors (`planted_batch`), not by the Spark generator
+Data for (d) is generated as tensors (`trainer.synthetic.planted_batch`), not by the Spark generator
 (pipelines/synthetic.py): it plants the same kind of signal (each user has two interest topics,
 topic = item id modulo the topic count, as in the generator; old events lean towards them, the
 most recent `--clean-recent` events carry none; a target from an interest topic is finished with
@@ -46,7 +46,7 @@ from loader.synthetic import SyntheticSamples, write_synthetic_samples
 from trainer.config import STCAConfig
 from trainer.metrics import auc
 from trainer.registry import build_model
-from trainer.synthetic import random_batch
+from trainer.synthetic import planted_batch, random_batch
 from trainer.vista import VistaRanker, VistaSummarizer, compact_batch
 
 
@@ -179,49 +179,13 @@ def bench_summarizer(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- (d) AUC with a planted long-range signal -----------------------------------------------------------------
-def planted_batch(n: int, length: int, m: int, clean_recent: int, seed: int, *, num_topics: int = 10,
-                  items_per_topic: int = 6, old_interest_prob: float = 0.6, target_interest_prob: float = 0.3,
-                  interest_logit: float = 2.0, base_logit: float = -1.0) -> RequestBatch:
-    """n requests of `length` events each over num_topics * items_per_topic items; topic =
-    item_id % num_topics = author_id. Events older than the last `clean_recent` come from the user's
-    two interest topics with old_interest_prob; the recent ones never lean. Label (every task) ~
-    Bernoulli(sigmoid(base + interest_logit * target_is_interest)).
-
-    The topic is in the item id, the one table that starts non-zero (trainer/model.py): with few
-    items per topic a short run learns which items share a topic, as in tests/test_learning.py."""
-    g = np.random.default_rng(seed)
-    interests = np.stack([g.integers(0, num_topics, n), g.integers(0, num_topics, n)], 1)  # (n, 2)
-    interests[:, 1] = np.where(interests[:, 1] == interests[:, 0], (interests[:, 0] + 1) % num_topics, interests[:, 1])
-    topic = g.integers(0, num_topics, (n, length))
-    old = np.arange(length)[None, :] < length - clean_recent
-    lean = old & (g.random((n, length)) < old_interest_prob)
-    topic = np.where(lean, interests[np.arange(n)[:, None], g.integers(0, 2, (n, length))], topic)
-    t_interest = g.random((n, m)) < target_interest_prob
-    t_topic = np.where(t_interest, interests[np.arange(n)[:, None], g.integers(0, 2, (n, m))], g.integers(0, num_topics, (n, m)))
-    is_interest = (t_topic == interests[:, :1]) | (t_topic == interests[:, 1:])
-    label = g.random((n, m)) < 1 / (1 + np.exp(-(base_logit + interest_logit * is_interest)))
-    item = topic + num_topics * g.integers(0, items_per_topic, (n, length))
-    t_item = t_topic + num_topics * g.integers(0, items_per_topic, (n, m))
-    base = random_batch([length] * n, [m] * n, seed=seed)
-    labels = torch.from_numpy(label.astype(np.float32))[..., None].expand(-1, -1, base.labels.shape[-1]).contiguous()
-    return replace(
-        base,
-        hist_item_id=torch.from_numpy(item.astype(np.int64)),
-        hist_author_id=torch.from_numpy(topic.astype(np.int64) + 1),
-        hist_action=torch.ones_like(base.hist_action),  # every event a play: the topic is the only signal
-        tgt_item_id=torch.from_numpy(t_item.astype(np.int64)),
-        tgt_author_id=torch.from_numpy(t_topic.astype(np.int64) + 1),
-        labels=labels,
-    )
-
-
 def bench_auc(args: argparse.Namespace) -> dict[str, Any]:
     length, r = args.auc_len, args.recent
     # user_buckets=1: planted requests come from random users, so a user-id table only memorises
     # noise (with 1,024 buckets STCA stayed at AUC 0.50 even at L = 64, where without it passes 0.6).
     config = model_config(args, d=args.auc_d, heads=2, layers=2, id_dim=32, head_hidden=64, summary_tokens=args.auc_k,
                           user_buckets=1)
-    evaluation = planted_batch(args.auc_eval, length, args.targets, args.clean_recent, seed=10_000)
+    evaluation = planted_batch(args.auc_eval, length, args.targets, clean_recent=args.clean_recent, seed=10_000)
 
     def recent_only(batch: RequestBatch) -> RequestBatch:
         return batch.with_history_suffix(r)
@@ -240,7 +204,8 @@ def bench_auc(args: argparse.Namespace) -> dict[str, Any]:
         opt = torch.optim.AdamW(model.parameters(), lr=args.auc_lr)
         t0 = time.perf_counter()
         for step in range(args.auc_steps):
-            batch = view(planted_batch(args.auc_batch, length, args.targets, args.clean_recent, seed=args.seed * 100_003 + step))
+            batch = view(planted_batch(args.auc_batch, length, args.targets, clean_recent=args.clean_recent,
+                                        seed=args.seed * 100_003 + step))
             _, loss = model(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -292,7 +257,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--auc-eval", type=int, default=1_024)
     p.add_argument("--auc-d", type=int, default=32)
     p.add_argument("--auc-k", type=int, default=8)
-    p.add_argument("--auc-lr", type=float, default=3e-3)
+    p.add_argument("--auc-lr", type=float, default=1e-3)
     p.add_argument("--clean-recent", type=int, default=256, help="(d) most recent events without the planted signal")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)

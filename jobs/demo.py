@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for model in scale.models:
         result = train(TrainConfig(
             table=table, out=str(out / "runs" / model), model=model, train_to=days[-2], eval_date=days[-1],
-            steps=scale.train_steps, batch_size=scale.batch_size, lr=3e-3, warmup=max(1, scale.train_steps // 10),
+            steps=scale.train_steps, batch_size=scale.batch_size, warmup=max(1, scale.train_steps // 10),
             length_min=min(64, scale.l_max // 4), length_max=scale.l_max, length_mean=scale.length_mean,
             eval_lengths=scale.eval_lengths, checkpoint_every=10**9, model_config=dict(scale.model_config),
         ))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from schemas.fields import LABEL_COLUMN_NAMES, TASKS
 from trainer.metrics import auc
 from trainer.model import STCA
 from trainer.registry import build_model
-from trainer.synthetic import random_batch, tiny_config
+from trainer.synthetic import planted_batch, tiny_config
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
 
@@ -28,22 +27,11 @@ ITEMS, TOPICS, L, M, B = 60, 6, 64, 8, 32
 
 
 def topic_share_batch(seed: int) -> RequestBatch:
-    """The planted signal in its cleanest form: each user has two interest topics (topic =
-    item % 6), 60% of the history comes from them, and a target of an interest topic finishes with
-    p = sigmoid(3), any other with p = sigmoid(-1). Everything else (authors, actions, times,
-    users) is noise, as it is for this label."""
-    base = random_batch([L] * B, [M] * B, num_items=ITEMS, num_authors=50, seed=seed)
-    g = torch.Generator().manual_seed(seed + 1_000_003)
-    interests = torch.randint(0, TOPICS, (B, 2), generator=g)
-    on_topic = interests.gather(1, torch.randint(0, 2, (B, L), generator=g)) + TOPICS * torch.randint(
-        0, ITEMS // TOPICS, (B, L), generator=g
-    )  # (B, L)
-    hist = torch.where(torch.rand(B, L, generator=g) < 0.6, on_topic, torch.randint(0, ITEMS, (B, L), generator=g))
-    interesting = ((base.tgt_item_id % TOPICS)[:, :, None] == interests[:, None, :]).any(-1)  # (B, M)
-    finish = torch.rand(B, M, generator=g) < torch.sigmoid(4.0 * interesting.float() - 1.0)
-    labels = torch.zeros_like(base.labels)
-    labels[..., 0] = finish.float()
-    return replace(base, hist_item_id=hist, labels=labels)
+    """The planted signal in its cleanest form: two interest topics per user (topic = item % 6),
+    60% of the whole history from them, and an interest-topic target finishes with p = sigmoid(3),
+    any other with p = sigmoid(-1)."""
+    return planted_batch(B, L, M, seed=seed, num_topics=TOPICS, items_per_topic=ITEMS // TOPICS,
+                         target_interest_prob=0.0, interest_logit=4.0, base_logit=-1.0)
 
 
 @pytest.mark.parametrize("name", ["stca", "din"])

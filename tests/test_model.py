@@ -10,7 +10,7 @@ import torch
 from loader.batch import HISTORY_FIELDS, RequestBatch
 from trainer.config import ConfigError, STCAConfig
 from trainer.losses import masked_bce_loss, per_task_bce
-from trainer.model import STCA, hash_ids, log_buckets, pointwise_batch
+from trainer.model import STCA, TokenTransform, hash_ids, log_buckets, pointwise_batch
 from trainer.synthetic import random_batch, tiny_config
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
@@ -177,8 +177,18 @@ def test_fixed_seed_reference_values() -> None:
     torch.testing.assert_close(logits[0, 0], torch.tensor(REFERENCE_LOGITS), rtol=1e-4, atol=1e-5)
 
 
-REFERENCE_LOSS = 4.200977325439453
-REFERENCE_LOGITS = [-0.012306, -0.212211, 0.137286, -0.050373, 0.085716, 0.221133]
+REFERENCE_LOSS = 4.201004981994629  # with history_residual (LN(X + SwiGLU(X))) since session 6
+REFERENCE_LOGITS = [-0.012254, -0.212259, 0.137424, -0.050188, 0.086055, 0.220887]
+
+
+@pytest.mark.parametrize("residual", [True, False])
+def test_token_transform_is_ln_of_swiglu_with_or_without_the_residual(residual: bool) -> None:
+    transform = TokenTransform(16, 32, residual=residual)
+    x = torch.randn(3, 5, 16)
+    expected = transform.norm(transform.ffn(x) + (x if residual else 0.0))
+    torch.testing.assert_close(transform(x), expected)
+    encoder = STCA(tiny_config(history_residual=residual)).encoder
+    assert all(t.residual == residual for t in [*encoder.history_transforms, *encoder.query_transforms])
 
 
 def test_hash_ids_is_deterministic_in_range_and_spreads() -> None:

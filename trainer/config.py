@@ -45,6 +45,10 @@ class STCAConfig:
     tie_query_history_ffn: bool = (
         True  # q(i) uses the same LN(SwiGLU_i) as X~(i), as the paper's notation reads
     )
+    # X~(i) = LN(X + SwiGLU_i(X)) (and likewise for q(i)) instead of the paper's LN(SwiGLU_i(X)):
+    # the literal form stayed at chance on 1 seed of 3 of the planted tensor task and was no better
+    # on the Spark-built one (TokenTransform, benchmarks/quality.py). False: the paper's form.
+    history_residual: bool = True
     tasks: tuple[str, ...] = TASKS  # one logit per task, in the order of RequestBatch.labels' last axis
     task_weights: tuple[float, ...] = field(default_factory=tuple)  # loss weight per task; empty = all 1.0
     # VISTA (trainer/vista.py; ignored by the other models). Optional fields with defaults, so one

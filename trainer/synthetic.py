@@ -6,8 +6,10 @@ strictly before the request, padding 0 after hist_len / num_targets."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from loader.batch import RequestBatch
@@ -82,6 +84,55 @@ def random_batch(
         ),
         labels=masked(torch.randint(0, 2, (b, m, num_tasks), generator=g).float(), tgt_mask),
     ).to(device)
+
+
+def planted_batch(
+    n: int,
+    length: int,
+    m: int,
+    *,
+    clean_recent: int = 0,
+    seed: int = 0,
+    num_topics: int = 10,
+    items_per_topic: int = 6,
+    old_interest_prob: float = 0.6,
+    target_interest_prob: float = 0.3,
+    interest_logit: float = 2.0,
+    base_logit: float = -1.0,
+) -> RequestBatch:
+    """The planted topic-share signal as tensors: n requests of `length` events and m targets.
+
+    topic = item_id % num_topics and author_id = topic + 1. Each request has two interest topics;
+    events older than the last `clean_recent` come from them with old_interest_prob, the recent
+    ones never lean, and a target comes from them with target_interest_prob (else any topic). Label
+    (every task) ~ Bernoulli(sigmoid(base_logit + interest_logit * [target topic is an interest])).
+    So only the history's old part says which targets finish. The topic is in the item id, the one
+    table that starts non-zero (trainer/model.py): with few items per topic a short run learns
+    which items share a topic. Every other feature is random_batch's noise; every event a play."""
+    g = np.random.default_rng(seed)
+    rows = np.arange(n)[:, None]
+    interests = np.stack([g.integers(0, num_topics, n), g.integers(0, num_topics, n)], 1)  # (n, 2)
+    interests[:, 1] = np.where(interests[:, 1] == interests[:, 0], (interests[:, 0] + 1) % num_topics, interests[:, 1])
+    old = np.arange(length)[None, :] < length - clean_recent  # (1, length)
+    lean = old & (g.random((n, length)) < old_interest_prob)
+    topic = np.where(lean, interests[rows, g.integers(0, 2, (n, length))], g.integers(0, num_topics, (n, length)))
+    t_lean = g.random((n, m)) < target_interest_prob
+    t_topic = np.where(t_lean, interests[rows, g.integers(0, 2, (n, m))], g.integers(0, num_topics, (n, m)))
+    is_interest = (t_topic[:, :, None] == interests[:, None, :]).any(-1)  # (n, m)
+    label = g.random((n, m)) < 1 / (1 + np.exp(-(base_logit + interest_logit * is_interest)))
+    item = topic + num_topics * g.integers(0, items_per_topic, (n, length))
+    t_item = t_topic + num_topics * g.integers(0, items_per_topic, (n, m))
+    base = random_batch([length] * n, [m] * n, seed=seed)
+    labels = torch.from_numpy(label.astype(np.float32))[..., None].expand_as(base.labels).contiguous()
+    return replace(
+        base,
+        hist_item_id=torch.from_numpy(item.astype(np.int64)),
+        hist_author_id=torch.from_numpy(topic.astype(np.int64) + 1),
+        hist_action=torch.ones_like(base.hist_action),
+        tgt_item_id=torch.from_numpy(t_item.astype(np.int64)),
+        tgt_author_id=torch.from_numpy(t_topic.astype(np.int64) + 1),
+        labels=labels,
+    )
 
 
 def tiny_config(**overrides: Any) -> STCAConfig:

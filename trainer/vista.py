@@ -100,14 +100,16 @@ class SeedAttention(nn.Module):
 
 
 class VistaSummarizer(nn.Module):
-    """Event tokens (B, L, d) -> k summary tokens (B, k, d): LN(SwiGLU(seeds + Attn(seeds, X~)))."""
+    """Event tokens (B, L, d) -> k summary tokens (B, k, d): LN(SwiGLU(seeds + Attn(seeds, X~))),
+    both LN(SwiGLU(.)) with STCA's residual when config.history_residual (trainer/model.py)."""
 
     def __init__(self, config: STCAConfig) -> None:
         super().__init__()
         self.seeds = nn.Parameter(torch.randn(config.summary_tokens, config.d) * 0.02)  # (k, d)
-        self.history_transform = TokenTransform(config.d, config.hidden)  # X~ = LN(SwiGLU(X))
+        self.history_transform = TokenTransform(config.d, config.hidden, residual=config.history_residual)  # X~
         self.attention = SeedAttention(config)
-        self.output = TokenTransform(config.d, config.hidden)  # final LN keeps int8 scales tame
+        # the final LN keeps int8 scales tame
+        self.output = TokenTransform(config.d, config.hidden, residual=config.history_residual)
 
     def forward(self, x: torch.Tensor, hist_mask: torch.Tensor) -> torch.Tensor:
         """x (B, L, d) event tokens; hist_mask (B, L) bool -> (B, k, d). An empty history gives
