@@ -51,6 +51,8 @@ class LoaderConfig:
     seed: int = 0  # with the epoch, fixes the order, the sampled lengths and therefore every batch
     shuffle_buffer: int = 2_048  # rows held for mixing (memory: rows x mean history x ~36 bytes)
     group_by_length: bool | None = None  # without shuffle, batch similar history lengths (less padding); default on
+    # rows held for that grouping: smaller starts batches sooner (collate overlaps decoding), larger pads less
+    length_window: int = 512
     length_sampling: LengthSampling | None = None  # training: random recent suffixes; None keeps all
     max_history: int | None = None  # cap on events kept per request (e.g. an inference length)
     token_budget: int | None = None  # close a batch once its history tokens would exceed this
@@ -69,8 +71,11 @@ class LoaderConfig:
             raise ValueError(f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
-        if self.workers < 1 or self.prefetch < 1 or self.shuffle_buffer < 1:
-            raise ValueError(f"workers, prefetch, shuffle_buffer must be >= 1: {self.workers}, {self.prefetch}, {self.shuffle_buffer}")
+        if min(self.workers, self.prefetch, self.shuffle_buffer, self.length_window) < 1:
+            raise ValueError(
+                "workers, prefetch, shuffle_buffer, length_window must be >= 1: "
+                f"{self.workers}, {self.prefetch}, {self.shuffle_buffer}, {self.length_window}"
+            )
         if self.max_history is not None and self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
         if self.token_budget is not None:
@@ -298,7 +303,8 @@ class _Producer:
             lengths = self._lengths(expected)
             rng = np.random.default_rng([cfg.seed, self.epoch, cfg.rank]) if cfg.shuffle else None
             by_length = not cfg.shuffle and cfg.group_by_length is not False
-            capacity = max(cfg.shuffle_buffer, cfg.batch_size) if cfg.shuffle or by_length else cfg.batch_size
+            window = cfg.shuffle_buffer if cfg.shuffle else cfg.length_window if by_length else 0
+            capacity = max(window, cfg.batch_size)
             buffer = ShuffleBuffer(capacity, rng, by_length)
             stream = iter(reader)
             exhausted, emitted, batch_index = False, 0, 0

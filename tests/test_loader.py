@@ -99,6 +99,20 @@ def test_batches_mix_users_and_the_same_seed_gives_the_same_batches(table: str) 
     assert [rid for ids in first for rid in ids] != ordered
 
 
+def test_evaluation_groups_similar_lengths_within_its_window_and_keeps_every_request(table: str) -> None:
+    """Evaluation batches similar history lengths (fewer padded slots than file order) within
+    `length_window` rows, and still yields each request once, unchanged."""
+    def padded_slots(cfg: LoaderConfig) -> tuple[int, dict[str, dict[str, list[int]]]]:
+        batches = list(RequestLoader(table, cfg))
+        return sum(b.hist_item_id.numel() for b in batches), rows_of(batches)
+
+    file_order, rows = padded_slots(LoaderConfig(batch_size=16, shuffle=False, group_by_length=False))
+    small_window, rows_small = padded_slots(LoaderConfig(batch_size=16, shuffle=False, length_window=32))
+    whole_table, rows_whole = padded_slots(LoaderConfig(batch_size=16, shuffle=False, length_window=10_000))
+    assert whole_table < small_window < file_order
+    assert rows == rows_small == rows_whole == rows_of_pyarrow(table)
+
+
 def test_second_iteration_is_the_next_epoch_in_a_new_order(table: str) -> None:
     loader = RequestLoader(table, LoaderConfig(batch_size=32, seed=1))
     epoch0 = [rid for b in loader for rid in b.request_id]
