@@ -57,7 +57,11 @@ class STCAConfig:
     summary_attention: str = "softmax"  # seed-to-history attention: "softmax" or "linear" (elu+1 feature map)
     recent_events: int = 64  # raw most recent events the ranker reads beside the summary (0: summary only)
     recon_items: int = 8  # next history items the summary-conditioned decoder predicts
-    recon_weight: float = 0.1  # weight of the reconstruction MSE added to the BCE (0 disables it)
+    # weight of the reconstruction MSE added to the BCE (0 disables it). On the planted tensor task
+    # (L = 512, 800 steps, lr 1e-3) VISTA reached AUC 0.678 at 0.01, 0.647 at 0, and stayed at
+    # 0.51 at 0.1: the MSE's early gradients outweighed the BCE's and the summary kept the recent
+    # items instead of the old interests.
+    recon_weight: float = 0.01
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
