@@ -264,7 +264,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     quick = a.quick
     defaults = {"batch_size": 4 if quick else 16, "warmup": 2, "repeats": 7 if quick else 9,
                 "bytes_requests": 120 if quick else 600, "bytes_users": 30 if quick else 150,
-                "auc_len": 512 if quick else 2_000, "auc_steps": 150 if quick else 1_000}  # fmt: skip
+                "auc_len": 512 if quick else 2_000, "auc_steps": 800 if quick else 1_000}  # fmt: skip
     for key, value in defaults.items():
         if getattr(a, key) is None:
             setattr(a, key, value)
