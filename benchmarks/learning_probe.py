@@ -18,8 +18,8 @@ What it found (L = 256, clean 128, batches of 32 requests, 800 steps, AUC ceilin
 * The history transform as written, LN(SwiGLU(X)), still failed on 1 seed of 3 at lr 1e-3 and
   was slow on another (0.51 / 0.64 / 0.73 with --seed 0 / 1 / 2): a mean of per-token SwiGLU
   features lost the topic share (mean pooling over LN(SwiGLU(X)) stays at chance too, over LN(X)
-  it learns). LN(X + SwiGLU(X)) learned on all
-  3 seeds (0.73 / 0.72 / 0.72), so it is the default (STCAConfig.history_residual).
+  it learns). LN(X + SwiGLU(X)) learned on all 3 seeds (0.73 / 0.72 / 0.72), so it is the
+  default (STCAConfig.history_residual).
 * On this count-like signal STCA only ties mean pooling (0.73). On the Spark-built data with the
   creator-affinity signal as well (benchmarks/quality.py) STCA leads at 32 events and ties at
   512 and 4,000 after 800 steps, and leads at every length after 1,600.
