@@ -56,12 +56,15 @@ def request_dates(days: int) -> list[str]:
 
 
 def build(wh: str, users: int, items: int, topics: int, days: int, l_max: int, *, history_days: int = 8,
-          affinity_logit: float = 0.0) -> tuple[str, list[str]]:
-    """Generated logs -> request_samples for `days` request days; returns the table and the days."""
+          affinity_logit: float = 0.0, interest_logit: float | None = None) -> tuple[str, list[str]]:
+    """Generated logs -> request_samples for `days` request days; returns the table and the days.
+    interest_logit None keeps the generator's default topic effect."""
     dates = request_dates(days)
+    interest = [] if interest_logit is None else ["--interest-logit", str(interest_logit)]
     generate_logs.main(["--warehouse", wh, "--start-date", dates[0], "--num-days", str(days), "--history-days", str(history_days),
                         "--num-users", str(users), "--num-items", str(items), "--num-topics", str(topics),
-                        "--min-events", "100", "--max-events", str(l_max), "--affinity-logit", str(affinity_logit), "--seed", "1"])
+                        "--min-events", "100", "--max-events", str(l_max), "--affinity-logit", str(affinity_logit),
+                        *interest, "--seed", "1"])
     build_user_history.main(["--warehouse", wh, "--date", previous_day(dates[0]), "--state-len", str(l_max)])
     for k, day in enumerate(dates):
         build_request_samples.main(["--warehouse", wh, "--date", day, "--l-max", str(l_max), "--output", "request_samples"])
@@ -71,13 +74,13 @@ def build(wh: str, users: int, items: int, topics: int, days: int, l_max: int, *
 
 
 def train_config(table: str, out: str, model: str, dates: list[str], *, steps: int, lr: float = 1e-3,
-                 length_mean: float = 500.0, l_max: int, lengths: tuple[int, ...]) -> TrainConfig:
+                 length_mean: float = 500.0, l_max: int, lengths: tuple[int, ...], seed: int = 0) -> TrainConfig:
     """Train on all days but the last with Beta-sampled lengths (mean `length_mean`), evaluate
     the last day's finish AUC at each of `lengths`."""
     return TrainConfig(table=table, out=out, model=model, train_to=dates[-2], eval_date=dates[-1], steps=steps,
                        batch_size=32, lr=lr, warmup=10, length_min=16, length_max=l_max, length_mean=length_mean,
                        eval_lengths=lengths, eval_batch_size=128, checkpoint_every=10**9, device="cpu",
-                       model_config=MODEL)
+                       model_config=MODEL, seed=seed)
 
 
 def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[str, dict[str, float]]:
@@ -116,11 +119,14 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--affinity-logit", type=float, default=2.0,
                    help="creator-affinity effect (pipelines/synthetic.py): how a user reacted to an author's old "
                         "videos predicts that author's targets, which a mean of event tokens cannot read")
+    p.add_argument("--interest-logit", type=float, default=None,
+                   help="topic effect on the finish logit (default: the generator's); 0 leaves only the creator affinity")
     p.add_argument("--short", type=int, default=32)
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--lr", type=float, default=1e-3, help="3e-3 kept STCA near chance (benchmarks/learning_probe.py)")
     p.add_argument("--length-mean", type=float, default=500.0)
     p.add_argument("--models", default="stca,mean_pool")
+    p.add_argument("--seed", type=int, default=0, help="training seed (model init, batch order, sampled lengths)")
     args = p.parse_args(argv)
     warehouse = str(Path(args.workdir) / "warehouse")
     t0 = time.perf_counter()
@@ -129,13 +135,13 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         shutil.rmtree(args.workdir, ignore_errors=True)
         table, dates = build(warehouse, args.users, args.items, args.topics, args.days, args.l_max,
-                             affinity_logit=args.affinity_logit)
+                             affinity_logit=args.affinity_logit, interest_logit=args.interest_logit)
     lengths = sorted({args.short, 512, args.l_max})
     results: dict[str, Any] = {"build_seconds": round(time.perf_counter() - t0, 1),
                                "oracle_auc": oracles(table, dates[-1], lengths, args.topics)}
     for model in args.models.split(","):
         cfg = train_config(table, str(Path(args.workdir) / "runs" / model), model, dates, steps=args.steps, lr=args.lr,
-                           length_mean=args.length_mean, l_max=args.l_max, lengths=tuple(lengths))
+                           length_mean=args.length_mean, l_max=args.l_max, lengths=tuple(lengths), seed=args.seed)
         run = train(cfg)
         results[model] = {"finish_auc": {n: round(m["finish"]["auc"], 4) for n, m in run["eval"].items()},
                           "train_seconds": run["train"]["seconds"]}

@@ -13,8 +13,10 @@ them. `RequestBatch` and `RequestLoader` are untouched.
 
 Compared with `RequestLoader` this is the small version: row groups are read with pyarrow in the
 calling thread (a compact row is a few KB, so reading is cheap next to the model), with a seeded
-row-group order, a row shuffle buffer, rank sharding with equal batch counts per rank, and a
-per-row cap on raw events; no resume mid-epoch, no token budget.
+row-group order, a row shuffle buffer, rank sharding with equal batch counts per rank, a per-row
+cap on raw events, and the same `state_dict()` / `load_state_dict()` resume mid-epoch as
+`RequestLoader` (the order is a pure function of seed and epoch, so resuming replays the reads
+and skips the rows consumed before the checkpoint); no token budget.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from schemas.user_summaries import QUANTIZATION_DTYPES
 from .batch import RequestBatch
 from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, collate
 from .errors import LoaderError, SchemaMismatchError
-from .request_loader import batch_sizes, nonempty_snapshot
+from .request_loader import RESUME_KEYS, batch_sizes, nonempty_snapshot, resume_point
 from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -187,13 +189,30 @@ class CompactLoader:
             meta = pq.ParquetFile(f.path).metadata
             self._groups += [(f.path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
         self._epoch = 0
+        self._resume_at = 0  # samples of the current epoch consumed before a checkpoint
+        self._samples = 0  # samples yielded by the current iteration
 
     @property
     def version(self) -> int:
         return self.snapshot.version
 
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch, self._resume_at = epoch, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this rank is, in samples (JSON-able); resume with load_state_dict."""
+        cfg = self.config
+        return {"epoch": self._epoch, "sample_in_epoch": self._resume_at + self._samples, "seed": cfg.seed,
+                "version": self.snapshot.version, **{k: getattr(cfg, k) for k in RESUME_KEYS if k not in ("seed", "version")}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state` at the next iter(); the data and sharding must be the same."""
+        self._epoch, self._resume_at = resume_point(state, self.state_dict())
+        self._samples = 0
+
     def __iter__(self) -> Iterator[CompactBatch]:
         cfg = self.config
+        skip, self._samples = self._resume_at, 0
         rng = np.random.default_rng([cfg.seed, self._epoch]) if cfg.shuffle else None
         order = rng.permutation(len(self._groups)) if rng is not None else np.arange(len(self._groups))
         shards = [order[r :: cfg.world_size] for r in range(cfg.world_size)]
@@ -209,13 +228,18 @@ class CompactLoader:
                 table = pq.ParquetFile(path).read_row_group(index, columns=list(COMPACT_LOADER_COLUMNS))
                 buffer.add(CompactRowGroup.from_compact_table(table, f"{path}#rg{index}"))
             rows = buffer.take(size)
+            first = max(0, skip - emitted)  # resuming: rows consumed before the checkpoint
+            emitted += len(rows)
+            if first >= len(rows):
+                continue
+            rows = rows[first:]
             keep = None if cfg.max_recent is None else np.full(len(rows), cfg.max_recent, np.int64)
             batch = collate_compact(rows, keep)
-            emitted += batch.size
+            self._samples += batch.size
             yield batch.to(device) if device is not None else batch
         if emitted != per_rank[cfg.rank]:
-            raise LoaderError(f"rank {cfg.rank}: yielded {emitted} requests, its row groups hold {per_rank[cfg.rank]}")
-        self._epoch += 1
+            raise LoaderError(f"rank {cfg.rank}: read {emitted} requests, its row groups hold {per_rank[cfg.rank]}")
+        self._epoch, self._resume_at, self._samples = self._epoch + 1, 0, 0
 
 
 __all__ = ["COMPACT_LOADER_COLUMNS", "CompactBatch", "CompactLoader", "CompactLoaderConfig", "collate_compact"]

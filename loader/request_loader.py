@@ -110,6 +110,22 @@ def batch_sizes(rows_per_rank: list[int], batch_size: int, rank: int) -> list[in
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
+RESUME_KEYS: tuple[str, ...] = ("seed", "version", "rank", "world_size", "batch_size")
+
+
+def resume_point(state: dict[str, Any], mine: dict[str, Any]) -> tuple[int, int]:
+    """(epoch, sample_in_epoch) of a saved loader state, after checking that it was taken over the
+    same data and sharding as `mine` (the loader's own state_dict): else the order would differ
+    and a resumed run would repeat or skip requests without noticing."""
+    for key in RESUME_KEYS:
+        if state.get(key) != mine[key]:
+            raise ValueError(f"cannot resume: state has {key}={state.get(key)!r}, this loader has {mine[key]!r}")
+    epoch, sample = int(state["epoch"]), int(state["sample_in_epoch"])
+    if epoch < 0 or sample < 0:
+        raise ValueError(f"cannot resume: epoch and sample_in_epoch must be >= 0, got {epoch}, {sample}")
+    return epoch, sample
+
+
 def nonempty_snapshot(
     table_path: str | Path, version: int | None, date_from: str | None, date_to: str | None, hint: str
 ) -> Snapshot:
@@ -186,11 +202,8 @@ class RequestLoader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state` at the next iter(); the data and sharding must be the same."""
-        mine = self.state_dict()
-        for key in ("seed", "version", "rank", "world_size", "batch_size"):
-            if state.get(key) != mine[key]:
-                raise ValueError(f"cannot resume: state has {key}={state.get(key)!r}, this loader has {mine[key]!r}")
-        self._epoch, self._resume_at, self._samples = int(state["epoch"]), int(state["sample_in_epoch"]), 0
+        self._epoch, self._resume_at = resume_point(state, self.state_dict())
+        self._samples = 0
 
     # -- iteration -----------------------------------------------------------------------------
     def __iter__(self) -> Iterator[RequestBatch]:
@@ -374,4 +387,4 @@ class _Producer:
         return buffer.take_peeked(n)
 
 
-__all__ = ["LoaderConfig", "RequestLoader", "RowGroup", "batch_sizes", "nonempty_snapshot"]
+__all__ = ["LoaderConfig", "RequestLoader", "RowGroup", "batch_sizes", "nonempty_snapshot", "resume_point"]

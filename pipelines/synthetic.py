@@ -138,8 +138,9 @@ class SyntheticConfig:
     old_interest_prob: float = 0.6  # P(an old warm-up event is from an interest topic)
     target_interest_prob: float = 0.3  # P(a target is drawn from an interest topic)
     interest_logit: float = 2.0  # finish-logit boost of an interest-topic item: the planted signal
-    # Finish-logit scale of a user's hidden taste for each author, in [-1, 1). Off by default: at
-    # 2.0 neither STCA nor mean pooling read it within benchmarks/quality.py's 600 CPU steps.
+    # Finish-logit scale of a user's hidden taste for each author, in [-1, 1). Off by default (the
+    # demo's and tests' data predate it); tests/test_long_range_quality.py turns it on at 3.0 with
+    # the topic effect off: STCA reads it within 400 CPU steps, mean pooling cannot.
     affinity_logit: float = 0.0
     bad_row_rate: float = 0.0  # share of rows made invalid, spread evenly over the fault kinds
 
