@@ -6,7 +6,7 @@ build the flat impression layout of the last day -> compare storage -> measure t
 train STCA (length-extrapolative sampling) and the baselines on the earlier days, evaluate on the
 last day at several inference lengths -> reports/<run>/index.html (+ summary.json, PNGs).
 
-    make demo                 # the default scale, a few minutes on 2 cores
+    make demo                 # the default scale (1,500 users, histories up to 10k), ~13 min on 2 cores
     make demo SCALE=tiny      # seconds-scale smoke run
     python -m jobs.demo --scale large --warehouse s3a://bucket/wh   # for a cluster
 """
@@ -18,8 +18,9 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from loader.snapshot import resolve_snapshot
 from loader.storage import bytes_of, column_bytes
 from schemas import DEFAULT_WAREHOUSE, IMPRESSION_SAMPLES, QUARANTINE, REQUEST_SAMPLES
 from schemas.fields import HISTORY_COLUMNS
+from trainer.registry import MODELS
 from trainer.train import TrainConfig, train
 
 log = logging.getLogger("demo")
@@ -64,7 +66,17 @@ class Scale:
     batch_size: int  # requests per training batch
     length_mean: float  # mean sampled history length in training (length extrapolation)
     eval_lengths: tuple[int, ...]  # inference lengths evaluated on the last day
-    models: tuple[str, ...] = ("stca", "mean_pool", "din")  # STCA and the baselines on one chart
+    # The planted signal (pipelines/synthetic.py). On CPU scales: the creator affinity alone over
+    # few items (20 authors), the recipe tests/test_long_range_quality.py checks: STCA reads it in
+    # a few hundred steps, mean pooling cannot, and 10k events hold more of it than 512. With
+    # 100k items neither model learns anything in a CPU budget (item ids are never seen twice).
+    num_items: int = 400
+    num_topics: int = 6
+    interest_logit: float = 0.0
+    affinity_logit: float = 3.0
+    # STCA and a baseline on one chart. DIN's activation unit is O(targets x L x 64) per request:
+    # on 2 cores it alone took 8 of the default scale's minutes (--models stca,mean_pool,din).
+    models: tuple[str, ...] = ("stca", "mean_pool")
     model_config: tuple[tuple[str, object], ...] = tuple(CPU_MODEL.items())
 
 
@@ -72,9 +84,10 @@ SCALES: dict[str, Scale] = {
     "tiny": Scale(num_users=60, history_days=3, num_days=2, max_events=3_000, l_max=2_000,
                   train_steps=8, batch_size=16, length_mean=300.0, eval_lengths=(64, 512, 2_000)),
     "default": Scale(num_users=1_500, history_days=20, num_days=3, max_events=15_000, l_max=10_000,
-                     train_steps=60, batch_size=32, length_mean=2_000.0, eval_lengths=(512, 2_000, 10_000)),
+                     train_steps=300, batch_size=32, length_mean=500.0, eval_lengths=(512, 2_000, 10_000)),
     "large": Scale(num_users=2_000_000, history_days=60, num_days=7, max_events=20_000, l_max=10_000,
                    train_steps=20_000, batch_size=256, length_mean=2_000.0, eval_lengths=(512, 2_000, 5_000, 10_000),
+                   num_items=1_000_000, num_topics=20, interest_logit=2.0, models=("stca", "mean_pool", "din"),
                    model_config=tuple(GPU_MODEL.items())),
 }
 START_DATE = "2026-01-01"
@@ -86,11 +99,24 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--scale", default="default", choices=sorted(SCALES), help="data size (default: %(default)s)")
     p.add_argument("--reports", default="reports", help="folder for the run's report (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated logs (default: %(default)s)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated models to train and chart (default: the scale's; choices: stca, mean_pool, din, "
+                        "self_attention, vista)")
+    p.add_argument("--train-steps", type=int, default=None, help="optimizer steps per model (default: the scale's)")
     args = p.parse_args(argv)
     configure_logging()
     scale = SCALES[args.scale]
+    if args.models:
+        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        unknown = sorted(set(models) - set(MODELS))
+        if unknown or not models:
+            p.error(f"--models: unknown {unknown or 'none given'}; choose from {sorted(MODELS)}")
+        scale = replace(scale, models=models)
+    if args.train_steps is not None:
+        scale = replace(scale, train_steps=args.train_steps)
     run = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")  # names the report only, never data
     start = time.monotonic()
+    fresh_warehouse(args.warehouse)
     days = [(dt.date.fromisoformat(START_DATE) + dt.timedelta(days=i)).isoformat() for i in range(scale.num_days)]
     wh = ["--warehouse", args.warehouse]
     stages: dict[str, object] = {}
@@ -104,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     stage("generate_logs", generate_logs.main([
         *wh, "--seed", str(args.seed), "--start-date", START_DATE, "--num-days", str(scale.num_days),
         "--history-days", str(scale.history_days), "--num-users", str(scale.num_users),
-        "--max-events", str(scale.max_events), "--bad-row-rate", "0.002",
+        "--max-events", str(scale.max_events), "--num-items", str(scale.num_items), "--num-topics", str(scale.num_topics),
+        "--interest-logit", str(scale.interest_logit), "--affinity-logit", str(scale.affinity_logit), "--bad-row-rate", "0.002",
     ]))
     state = ["--state-len", str(scale.l_max)]
     stage(f"build_user_history {previous_day(days[0])}", build_user_history.main([*wh, "--date", previous_day(days[0]), *state]))
@@ -149,6 +176,30 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     index = render(json.loads(json.dumps(summary, default=str)), out)
     print_report(stages, index, seconds)
     return summary
+
+
+DEMO_MARKER = "_demo_warehouse"  # written into a warehouse the demo created, so a rerun may replace it
+
+
+def fresh_warehouse(warehouse: str) -> None:
+    """An empty warehouse for this run. The demo replays fixed dates and bootstraps the history
+    state, which refuses to go back in time (jobs/history_state.py), so a second `make demo` on
+    the same folder would fail: a folder the demo created (it holds DEMO_MARKER) is replaced;
+    any other non-empty one is refused rather than deleted. Remote warehouses (s3a://...) are
+    left to their owner: they must be empty."""
+    if "://" in warehouse:
+        return
+    root = Path(warehouse)
+    if root.exists() and any(root.iterdir()):
+        if not (root / DEMO_MARKER).exists():
+            raise SystemExit(
+                f"demo: {root} is not empty and was not created by the demo; pass --warehouse with a new or empty "
+                "folder (the demo rewrites fixed dates and bootstraps the history state there)"
+            )
+        log.info("demo: replacing the previous demo warehouse %s", root)
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("created by jobs/demo.py; the next demo run replaces this folder\n")
 
 
 def gate_result(validated: object, out: Path) -> dict[str, object]:
