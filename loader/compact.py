@@ -38,7 +38,7 @@ from schemas.user_summaries import QUANTIZATION_DTYPES
 from .batch import RequestBatch
 from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, collate
 from .errors import LoaderError, SchemaMismatchError
-from .request_loader import RESUME_KEYS, batch_sizes, nonempty_snapshot, resume_point
+from .request_loader import batch_sizes, nonempty_snapshot, resume_point
 from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,8 @@ class CompactLoader:
         """Where this rank is, in samples (JSON-able); resume with load_state_dict."""
         cfg = self.config
         return {"epoch": self._epoch, "sample_in_epoch": self._resume_at + self._samples, "seed": cfg.seed,
-                "version": self.snapshot.version, **{k: getattr(cfg, k) for k in RESUME_KEYS if k not in ("seed", "version")}}
+                "version": self.snapshot.version, "rank": cfg.rank, "world_size": cfg.world_size,
+                "batch_size": cfg.batch_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state` at the next iter(); the data and sharding must be the same."""

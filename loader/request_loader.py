@@ -110,14 +110,14 @@ def batch_sizes(rows_per_rank: list[int], batch_size: int, rank: int) -> list[in
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
-RESUME_KEYS: tuple[str, ...] = ("seed", "version", "rank", "world_size", "batch_size")
+_RESUME_KEYS: tuple[str, ...] = ("seed", "version", "rank", "world_size", "batch_size")
 
 
 def resume_point(state: dict[str, Any], mine: dict[str, Any]) -> tuple[int, int]:
     """(epoch, sample_in_epoch) of a saved loader state, after checking that it was taken over the
     same data and sharding as `mine` (the loader's own state_dict): else the order would differ
     and a resumed run would repeat or skip requests without noticing."""
-    for key in RESUME_KEYS:
+    for key in _RESUME_KEYS:
         if state.get(key) != mine[key]:
             raise ValueError(f"cannot resume: state has {key}={state.get(key)!r}, this loader has {mine[key]!r}")
     epoch, sample = int(state["epoch"]), int(state["sample_in_epoch"])
