@@ -6,7 +6,7 @@ build the flat impression layout of the last day -> compare storage -> measure t
 train STCA (length-extrapolative sampling) and the baselines on the earlier days, evaluate on the
 last day at several inference lengths -> reports/<run>/index.html (+ summary.json, PNGs).
 
-    make demo                 # the default scale (1,500 users, histories up to 10k), ~13 min on 2 cores
+    make demo                 # the default scale (1,500 users, histories up to 10k), ~10 min on 2 cores
     make demo SCALE=tiny      # seconds-scale smoke run
     python -m jobs.demo --scale large --warehouse s3a://bucket/wh   # for a cluster
 """
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--reports", default="reports", help="folder for the run's report (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated logs (default: %(default)s)")
     p.add_argument("--models", default=None,
-                   help="comma-separated models to train and chart (default: the scale's; choices: stca, mean_pool, din, "
-                        "self_attention, vista)")
+                   help=f"comma-separated models to train and chart (default: the scale's; from {', '.join(sorted(MODELS))})")
     p.add_argument("--train-steps", type=int, default=None, help="optimizer steps per model (default: the scale's)")
     args = p.parse_args(argv)
     configure_logging()
