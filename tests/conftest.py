@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -28,28 +29,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to n (None: unchanged) inside, restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def torch_threads_for_load() -> Iterator[None]:
     """All cores on a quiet machine; one intra-op thread on a busy one, where OpenMP threads spin
     against the other processes (load average over the last minute >= 3/4 of the cores)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    if os.getloadavg()[0] >= 0.75 * (os.cpu_count() or 1):
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with _torch_threads(1 if os.getloadavg()[0] >= 0.75 * (os.cpu_count() or 1) else None):
+        yield
 
 
 @pytest.fixture(scope="module")
 def torch_single_thread() -> Iterator[None]:
     """Tiny tensors: one intra-op thread is faster and immune to OpenMP spinning on a busy machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with _torch_threads(1):
+        yield
 
 
 @pytest.fixture()
