@@ -211,14 +211,25 @@ class CompactLoader:
         self._epoch, self._resume_at = resume_point(state, self.state_dict())
         self._samples = 0
 
-    def __iter__(self) -> Iterator[CompactBatch]:
+    def _plan(self) -> tuple[np.random.Generator | None, list[np.ndarray], list[int], list[int]]:
+        """The current epoch's row-group shards: (rng, shards, rows per rank, this rank's batch sizes)."""
         cfg = self.config
-        skip, self._samples = self._resume_at, 0
         rng = np.random.default_rng([cfg.seed, self._epoch]) if cfg.shuffle else None
         order = rng.permutation(len(self._groups)) if rng is not None else np.arange(len(self._groups))
         shards = [order[r :: cfg.world_size] for r in range(cfg.world_size)]
         per_rank = [sum(self._groups[i][2] for i in s) for s in shards]
-        sizes = batch_sizes(per_rank, cfg.batch_size, cfg.rank)
+        return rng, shards, per_rank, batch_sizes(per_rank, cfg.batch_size, cfg.rank)
+
+    def __len__(self) -> int:
+        """Batches in the current epoch (a whole one) on this rank, the same on every rank. Row
+        groups are dealt to ranks in a seeded order, so with unequal row groups it can change
+        from epoch to epoch."""
+        return len(self._plan()[3])
+
+    def __iter__(self) -> Iterator[CompactBatch]:
+        cfg = self.config
+        skip, self._samples = self._resume_at, 0
+        rng, shards, per_rank, sizes = self._plan()
         buffer = ShuffleBuffer(max(cfg.shuffle_buffer, cfg.batch_size) if rng is not None else cfg.batch_size, rng)
         pending = [self._groups[i] for i in shards[cfg.rank]]
         device = torch.device(cfg.device) if cfg.device else None

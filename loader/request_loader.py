@@ -159,6 +159,7 @@ class RequestLoader:
         self._samples = 0
         self._failed: BaseException | None = None
         self._active: _Producer | None = None
+        self._batches_per_epoch: int | None = None  # len(); the shards are the same every epoch
         log.info(
             "loader: %s version %d, %d files, %s requests, rank %d/%d",
             table_path, self.snapshot.version, len(self.snapshot.data_files), self.snapshot.num_records,
@@ -206,6 +207,26 @@ class RequestLoader:
         self._samples = 0
 
     # -- iteration -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Batches in a whole epoch on this rank, the same on every rank: for LR schedules,
+        progress bars and step counts. A TypeError with token_budget, where the count depends on
+        each epoch's order (len() then also stays out of list()'s way)."""
+        cfg = self.config
+        if cfg.token_budget is not None:
+            raise TypeError("a RequestLoader with token_budget has no len(): its batches close by history tokens")
+        if self._batches_per_epoch is None:
+            # petastorm picks a rank's row groups by index, whatever the seed (only their order
+            # changes per epoch), so the plan of any epoch gives every epoch's count.
+            reader, shards = open_reader(
+                self.snapshot.files, LOADER_COLUMNS, seed=1, shuffle_row_groups=False, rank=cfg.rank,
+                world_size=cfg.world_size, workers=1, pool="dummy", footers=self._footers,
+            )  # fmt: skip
+            reader.stop()
+            reader.join()
+            per_rank = [sum(g.num_rows for g in shard) for shard in shards]
+            self._batches_per_epoch = len(batch_sizes(per_rank, cfg.batch_size, cfg.rank))
+        return self._batches_per_epoch
+
     def __iter__(self) -> Iterator[RequestBatch]:
         if self._failed is not None:
             raise RuntimeError(f"this loader failed earlier ({self._failed}); create a new one") from self._failed

@@ -77,8 +77,10 @@ def test_epoch_over_all_ranks_yields_every_request_once_equal_to_pyarrow(table: 
         got: dict[str, dict[str, list[int]]] = {}
         counts = []
         for rank in range(world_size):
-            batches = list(RequestLoader(table, LoaderConfig(batch_size=32, seed=5, rank=rank, world_size=world_size)))
+            loader = RequestLoader(table, LoaderConfig(batch_size=32, seed=5, rank=rank, world_size=world_size))
+            batches = list(loader)
             counts.append(len(batches))
+            assert len(loader) == len(batches) == len(list(loader)), "len() is every epoch's batch count"
             assert all(b.hist_item_id.shape[1] == int(b.hist_len.max()) for b in batches), "L is the batch maximum"
             mine = rows_of(batches)
             assert not set(mine) & set(got), "a request reached two ranks"
@@ -175,7 +177,10 @@ def test_training_histories_are_the_most_recent_suffix(table: str) -> None:
 
 def test_token_budget_balances_batches_by_history_tokens(table: str) -> None:
     budget = 600
-    batches = list(RequestLoader(table, LoaderConfig(batch_size=64, seed=1, token_budget=budget)))
+    loader = RequestLoader(table, LoaderConfig(batch_size=64, seed=1, token_budget=budget))
+    batches = list(loader)
+    with pytest.raises(TypeError, match="token_budget has no len"):
+        len(loader)
     assert all(b.num_history_tokens <= budget or b.size == 1 for b in batches)
     assert len({b.size for b in batches}) > 1
     assert sorted(rows_of(batches)) == sorted(rows_of_pyarrow(table))

@@ -218,7 +218,11 @@ def assert_compact_loader_resumes_exactly(table: str) -> None:
         return [rid for b in batches for rid in b.requests.request_id]
 
     full = CompactLoader(table, cfg)
-    epochs = [list(full) for _ in range(3)]
+    epochs = []
+    for _ in range(3):
+        batches_before = len(full)  # this epoch's count: row groups are dealt in a seeded order
+        epochs.append(list(full))
+        assert len(epochs[-1]) == batches_before
     assert len(epochs[1]) > 3 and ids(epochs[0]) != ids(epochs[1])  # a new order per epoch
     first = CompactLoader(table, cfg)
     list(first)

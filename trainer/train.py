@@ -124,8 +124,9 @@ def evaluate(model: Ranker, cfg: TrainConfig, version: int, device: torch.device
         lc = LoaderConfig(batch_size=cfg.eval_batch_size, shuffle=False, max_history=n, device=str(device))
         acc = MetricAccumulator(model.config.tasks)
         dates = {"date_from": cfg.eval_date, "date_to": cfg.eval_to or cfg.eval_date}
+        loader = RequestLoader(cfg.table, lc, version=version, **dates)
         with autocast(device):
-            for batch in RequestLoader(cfg.table, lc, version=version, **dates):
+            for batch in tqdm(loader, total=len(loader), desc=f"eval {cfg.model} @{n}", unit="batch", leave=False):
                 acc.update(batch, model.predict(batch))
         out[str(n)] = acc.compute()
     return out
