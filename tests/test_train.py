@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from loader.synthetic import SyntheticSamples, write_synthetic_samples
-from trainer.train import TrainConfig, get_lr, main, train
+from trainer.checkpoint import load_checkpoint
+from trainer.train import Dist, TrainConfig, get_lr, main, rank_loader_state, train
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -70,14 +71,32 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(table: str, tmp_p
         torch.testing.assert_close(b["model"][name], tensor, msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_data_parallel_with_two_gloo_processes(table: str, tmp_path: Path) -> None:
+def test_data_parallel_with_two_gloo_processes_stops_and_resumes(table: str, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
            "-m", "trainer.train", "--table", table, "--out", str(out), "--train-to", "2026-01-01",
            "--eval-date", "2026-01-02", "--steps", "3", "--batch-size", "8", "--length-max", "300", "--length-min", "8",
            "--length-mean", "40", "--eval-lengths", "300", "--device", "cpu", "--model-config", json.dumps(TINY_MODEL)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=Path(__file__).parents[1])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def run(*extra: str) -> None:
+        proc = subprocess.run([*cmd, *extra], capture_output=True, text=True, env=env, timeout=240, cwd=Path(__file__).parents[1])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run("--stop-at", "2")
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    ranks = ckpt.loader_state["ranks"]  # each rank's own position: their batches differ in size
+    assert ckpt.step == 2 and [s["rank"] for s in ranks] == [0, 1] and all(s["world_size"] == 2 for s in ranks)
+    run("--resume", str(out / "checkpoint.pt"))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["train"]["steps"] == 3
+
+
+def test_resume_refuses_another_number_of_processes() -> None:
+    two = {"ranks": [{"rank": 0}, {"rank": 1}]}
+    assert rank_loader_state(two, Dist(rank=1, world_size=2), "c.pt") == {"rank": 1}
+    assert rank_loader_state({"rank": 0}, Dist(), "c.pt") == {"rank": 0}
+    with pytest.raises(ValueError, match="written by 2 process.*this run has 1.*--nproc-per-node 2"):
+        rank_loader_state(two, Dist(), "c.pt")
+    with pytest.raises(ValueError, match="written by 1 process.*this run has 2"):
+        rank_loader_state({"rank": 0}, Dist(rank=0, world_size=2), "c.pt")

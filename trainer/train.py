@@ -162,7 +162,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if ckpt.model_name != cfg.model:
             raise ValueError(f"checkpoint {cfg.resume} holds a {ckpt.model_name!r} model, not {cfg.model!r}")
         step = ckpt.step
-        loader.load_state_dict(ckpt.loader_state)
+        loader.load_state_dict(rank_loader_state(ckpt.loader_state, d, cfg.resume))
         log.info("resumed from %s at step %d (loader %s)", cfg.resume, step, ckpt.loader_state)
     ddp: torch.nn.Module = model
     if d.world_size > 1:
@@ -226,9 +226,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 def _checkpoint(out: Path, model: Ranker, model_config: STCAConfig, cfg: TrainConfig, step: int,
                 optimizer: torch.optim.Optimizer, scheduler: Any, loader: RequestLoader, d: Dist) -> None:
-    if d.main:  # ranks hold identical weights; each rank's loader position differs only by rank
+    """Rank 0 writes; every rank calls (the loader states are gathered). Ranks hold identical
+    weights, but each rank's loader has its own position: all of them are saved, by rank."""
+    state: dict[str, Any] = loader.state_dict()
+    if d.world_size > 1:
+        states: list[Any] = [None] * d.world_size
+        dist.all_gather_object(states, state)
+        state = {"ranks": states}
+    if d.main:
         save_checkpoint(out / "checkpoint.pt", model=model, config=model_config, step=step, model_name=cfg.model,
-                        optimizer=optimizer, scheduler=scheduler, loader_state=loader.state_dict())
+                        optimizer=optimizer, scheduler=scheduler, loader_state=state)
+
+
+def rank_loader_state(state: dict[str, Any], d: Dist, path: str) -> dict[str, Any]:
+    """This rank's loader state from a checkpoint's (one state, or one per rank under "ranks")."""
+    saved = len(state["ranks"]) if "ranks" in state else 1
+    if saved != d.world_size:
+        raise ValueError(
+            f"{path} was written by {saved} process(es) and this run has {d.world_size}: the loader's "
+            f"shards differ, so data would repeat or be skipped; resume with --nproc-per-node {saved}"
+        )
+    return state["ranks"][d.rank] if "ranks" in state else state
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
