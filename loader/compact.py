@@ -39,7 +39,7 @@ from .batch import RequestBatch
 from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, collate
 from .errors import LoaderError, SchemaMismatchError
 from .request_loader import batch_sizes, nonempty_snapshot, resume_point
-from .snapshot import Snapshot
+from .snapshot import DateBound, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ class CompactLoader:
         config: CompactLoaderConfig | None = None,
         *,
         version: int | None = None,
-        date_from: str | None = None,
-        date_to: str | None = None,
+        date_from: DateBound = None,
+        date_to: DateBound = None,
     ) -> None:
         self.config = config or CompactLoaderConfig()
         self.snapshot: Snapshot = nonempty_snapshot(

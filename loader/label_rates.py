@@ -13,14 +13,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loader.request_loader import nonempty_snapshot
+from loader.snapshot import DateBound
 from schemas.fields import LABEL_COLUMN_NAMES
 
 
 def label_rates(
     table_path: str | Path,
     version: int | None = None,
-    date_from: str | None = None,
-    date_to: str | None = None,
+    date_from: DateBound = None,
+    date_to: DateBound = None,
     *,
     max_targets: int = 1_000_000,
 ) -> tuple[float, ...]:

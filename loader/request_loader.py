@@ -36,7 +36,7 @@ from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, check_schema
 from .errors import DataFileError, IncompleteEpochError, LoaderError
 from .lengths import LengthSampling
 from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader
-from .snapshot import Snapshot, resolve_snapshot
+from .snapshot import DateBound, Snapshot, resolve_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def resume_point(state: dict[str, Any], mine: dict[str, Any]) -> tuple[int, int]
 
 
 def nonempty_snapshot(
-    table_path: str | Path, version: int | None, date_from: str | None, date_to: str | None, hint: str
+    table_path: str | Path, version: int | None, date_from: DateBound, date_to: DateBound, hint: str
 ) -> Snapshot:
     """The snapshot to read; a LoaderError (ending with `hint`) when it selects no data file."""
     snapshot = resolve_snapshot(table_path, version, date_from, date_to)
@@ -148,8 +148,8 @@ class RequestLoader:
         config: LoaderConfig | None = None,
         *,
         version: int | None = None,
-        date_from: str | None = None,
-        date_to: str | None = None,
+        date_from: DateBound = None,
+        date_to: DateBound = None,
     ) -> None:
         self.config = config or LoaderConfig()
         self.snapshot = nonempty_snapshot(table_path, version, date_from, date_to, "check the table and the date range")
@@ -184,6 +184,13 @@ class RequestLoader:
             except Exception as e:
                 raise DataFileError(f"data file {f.path} cannot be read as Parquet: {type(e).__name__}: {e}") from e
             check_schema(schema, f.path)
+        row_groups = sum(footer.num_row_groups for footer in self._footers.values())
+        if row_groups < self.config.world_size:
+            # petastorm deals whole row groups to ranks: a rank without one would have no data.
+            raise LoaderError(
+                f"{self.snapshot.table_path} version {self.snapshot.version} has {row_groups} row groups for "
+                f"{self.config.world_size} ranks; use fewer ranks, or write the table in more, smaller row groups"
+            )
 
     # -- state ---------------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

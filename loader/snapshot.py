@@ -6,6 +6,7 @@ log at a fixed version, via delta-rs (no JVM)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -13,9 +14,14 @@ from urllib.parse import unquote, urlparse
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from .errors import LoaderError
 
-class SnapshotError(FileNotFoundError):
-    """The table or the requested version cannot be resolved."""
+DateBound = str | dt.date | None  # "YYYY-MM-DD" or a date; None: unbounded
+
+
+class SnapshotError(LoaderError, FileNotFoundError):
+    """The table or the requested version cannot be resolved (a LoaderError, so one `except`
+    catches every loader failure; a FileNotFoundError, as a missing table is one)."""
 
 
 @dataclass(frozen=True)
@@ -49,19 +55,51 @@ def _local_path(uri: str) -> str:
     return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
 
 
+def iso_date(value: DateBound, name: str) -> str | None:
+    """A date bound as YYYY-MM-DD (partitions are compared as strings, so "2026-1-9" would select
+    2026-01-10 too); a ValueError naming the argument for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    try:
+        return value.isoformat() if isinstance(value, dt.date) else dt.date.fromisoformat(value).isoformat()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be a date as YYYY-MM-DD (or a datetime.date), got {value!r}") from e
+
+
+def _latest_hint(table_path: str | Path) -> str:
+    try:
+        latest = DeltaTable(str(table_path)).version()
+    except Exception:
+        return "the table cannot be read at any version"
+    return f"the latest version is {latest} (older versions can also be gone after a log cleanup)"
+
+
 def resolve_snapshot(
     table_path: str | Path,
     version: int | None = None,
-    date_from: str | None = None,
-    date_to: str | None = None,
+    date_from: DateBound = None,
+    date_to: DateBound = None,
 ) -> Snapshot:
     """Files of `table_path` at `version` (default: latest), with date_from <= date <= date_to."""
+    date_from, date_to = iso_date(date_from, "date_from"), iso_date(date_to, "date_to")
+    if date_from is not None and date_to is not None and date_from > date_to:
+        raise ValueError(f"date_from {date_from} is after date_to {date_to}: the range selects no date")
+    if version is not None and version < 0:
+        raise ValueError(f"version must be >= 0, got {version}")
+    local = _local_path(str(table_path))
+    if "://" not in local and Path(local).exists() and not (Path(local) / "_delta_log").is_dir():
+        raise SnapshotError(
+            f"no Delta table at {table_path}: it has no _delta_log folder; pass the table's own folder, "
+            "e.g. warehouse/request_samples"
+        )
     try:
         table = DeltaTable(str(table_path), version=version)
     except TableNotFoundError as e:
         raise SnapshotError(f"no Delta table at {table_path}: {e}") from e
     except Exception as e:  # delta-rs raises a generic error for a version that does not exist
-        raise SnapshotError(f"cannot load {table_path} at version {version}: {e}") from e
+        raise SnapshotError(f"cannot load {table_path} at version {version}; {_latest_hint(table_path)} ({e})") from e
     actions = table.get_add_actions(flatten=True)
     cols = {name: actions.column(name).to_pylist() for name in actions.column_names}
     part_cols = [c.removeprefix("partition.") for c in cols if c.startswith("partition.")]

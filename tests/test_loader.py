@@ -3,6 +3,7 @@ lengths, rank balance, resume, and failures that end iteration with an error (ne
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from loader import (
     RequestBatch,
     RequestLoader,
     SchemaMismatchError,
+    SnapshotError,
     resolve_snapshot,
 )
 from loader.batch import HISTORY_FIELDS, TARGET_FIELDS
@@ -188,6 +190,12 @@ def test_token_budget_balances_batches_by_history_tokens(table: str) -> None:
         LoaderConfig(token_budget=100, world_size=2)
 
 
+def test_more_ranks_than_row_groups_is_refused_with_what_to_do(table: str) -> None:
+    row_groups = sum(pq.read_metadata(f).num_row_groups for f in resolve_snapshot(table).files)
+    with pytest.raises(LoaderError, match=f"has {row_groups} row groups for {row_groups + 1} ranks; use fewer ranks"):
+        RequestLoader(table, LoaderConfig(rank=0, world_size=row_groups + 1))
+
+
 def test_batch_sizes_are_equal_in_count_across_ranks() -> None:
     assert batch_sizes([100, 37], 32, 0) == [25, 25, 25, 25]
     assert batch_sizes([100, 37], 32, 1) == [10, 9, 9, 9]
@@ -214,6 +222,22 @@ def test_date_range_selects_partitions(table: str) -> None:
     assert {rid[:10] for rid in rows_of(loader)} == {"2026-01-02"}
     with pytest.raises(LoaderError, match="has no data files for dates 2027-01-01"):
         RequestLoader(table, date_from="2027-01-01")
+    # Bounds compare as strings, so an unpadded date would select the wrong days: refused.
+    with pytest.raises(ValueError, match="date_to must be a date as YYYY-MM-DD.*'2026-1-1'"):
+        RequestLoader(table, date_to="2026-1-1")
+    with pytest.raises(ValueError, match="date_from 2026-01-02 is after date_to 2026-01-01"):
+        RequestLoader(table, date_from="2026-01-02", date_to="2026-01-01")
+    as_date = RequestLoader(table, LoaderConfig(batch_size=64), date_to=dt.date(2026, 1, 1))
+    assert {rid[:10] for rid in rows_of(as_date)} == {"2026-01-01"}
+
+
+def test_snapshot_errors_say_what_to_pass(table: str) -> None:
+    with pytest.raises(SnapshotError, match="has no _delta_log folder; pass the table's own folder"):
+        RequestLoader(str(Path(table).parent))
+    with pytest.raises(LoaderError, match="at version 99; the latest version is 0"):  # a SnapshotError is a LoaderError
+        RequestLoader(table, version=99)
+    with pytest.raises(ValueError, match="version must be >= 0"):
+        RequestLoader(table, version=-1)
 
 
 def copy_table(src: str, dst: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from loader import LoaderError
 from loader.synthetic import SyntheticSamples, write_synthetic_samples
 from trainer.checkpoint import load_checkpoint
 from trainer.train import Dist, TrainConfig, get_lr, main, rank_loader_state, train
@@ -54,6 +56,21 @@ def test_train_writes_metrics_per_task_and_inference_length(table: str, tmp_path
     assert set(written["eval"]["300"]) == set(written["model_config"]["tasks"])
     assert {"auc", "gauc", "logloss"} <= set(written["eval"]["300"]["finish"])
     assert written["table_version"] == 0 and (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_eval_dates_are_checked_before_training(table: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(LoaderError, match="no data files for dates 2026-01-05 .. 2026-01-05; check --eval-date"):
+        train(config(table, tmp_path / "missing", eval_date="2026-01-05"))
+    assert not (tmp_path / "missing" / "checkpoint.pt").exists(), "no step ran"
+    with pytest.raises(ValueError, match="date_to must be a date as YYYY-MM-DD"):
+        train(config(table, tmp_path / "bad", train_to="2026-1-1"))
+    with caplog.at_level(logging.WARNING, logger="trainer.train"):
+        train(config(table, tmp_path / "overlap", train_to=None, steps=1, eval_lengths=(16,)))
+    assert "overlap the evaluation dates 2026-01-02..2026-01-02" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="trainer.train"):
+        train(config(table, tmp_path / "held_out", steps=1, eval_lengths=(16,)))
+    assert "overlap" not in caplog.text
 
 
 def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(table: str, tmp_path: Path) -> None:

@@ -30,6 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from loader import LengthSampling, LoaderConfig, RequestLoader, label_rates
+from loader.request_loader import nonempty_snapshot
+from loader.snapshot import iso_date
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import STCAConfig
 from trainer.metrics import MetricAccumulator
@@ -116,6 +118,22 @@ def train_loader(cfg: TrainConfig, d: Dist, device: torch.device) -> RequestLoad
     return RequestLoader(cfg.table, lc, version=cfg.version, date_from=cfg.train_from, date_to=cfg.train_to)
 
 
+def check_eval_range(cfg: TrainConfig, version: int) -> None:
+    """Before any step: the held-out dates hold data (else the run would fail only after
+    training), and a training range that reaches into them is named (the AUC would be inflated)."""
+    eval_from = iso_date(cfg.eval_date, "eval_date")
+    eval_to = iso_date(cfg.eval_to, "eval_to") or eval_from
+    assert eval_from is not None and eval_to is not None
+    nonempty_snapshot(cfg.table, version, eval_from, eval_to, "check --eval-date / --eval-to against the table's dates")
+    train_from, train_to = iso_date(cfg.train_from, "train_from"), iso_date(cfg.train_to, "train_to")
+    if (train_to is None or train_to >= eval_from) and (train_from is None or train_from <= eval_to):
+        log.warning(
+            "training dates %s..%s overlap the evaluation dates %s..%s: the model is evaluated on requests it "
+            "trained on; set --train-to before --eval-date for a held-out score",
+            train_from or "-inf", train_to or "+inf", eval_from, eval_to,
+        )
+
+
 @torch.no_grad()
 def evaluate(model: Ranker, cfg: TrainConfig, version: int, device: torch.device) -> dict[str, Any]:
     """Per inference length: per-task AUC, GAUC, log loss on the eval dates (full pass, one process)."""
@@ -151,6 +169,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr(s, cfg) / cfg.lr)
     loader = train_loader(cfg, d, device)
+    if cfg.eval_date:
+        check_eval_range(cfg, loader.version)
     step = 0
     rates: tuple[float, ...] | None = None  # a resumed run restores its head with the rest of the model
     if not cfg.resume:
