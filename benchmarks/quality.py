@@ -108,7 +108,8 @@ def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[s
 
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(prog="benchmarks.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick", action="store_true",
+                   help="write results/quality-quick.json instead of quality.json (the defaults already are the quick sizes)")
     p.add_argument("--reuse", action="store_true", help="train on the table a previous run built in --workdir (same data flags)")
     p.add_argument("--workdir", default=".cache/bench-quality")
     p.add_argument("--users", type=int, default=300)

@@ -7,8 +7,8 @@ train STCA (length-extrapolative sampling) and the baselines on the earlier days
 last day at several inference lengths -> reports/<run>/index.html (+ summary.json, PNGs).
 
     make demo                 # the default scale (1,500 users, histories up to 10k), ~10 min on 2 cores
-    make demo SCALE=tiny      # seconds-scale smoke run
-    python -m jobs.demo --scale large --warehouse s3a://bucket/wh   # for a cluster
+    make demo SCALE=tiny      # smoke run of every stage: minutes, Spark's per-stage start-up dominates
+    python -m jobs.demo --scale large --warehouse /data/rlb-demo   # one big machine with a GPU
 """
 
 from __future__ import annotations

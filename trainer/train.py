@@ -282,12 +282,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--model", default=defaults.model, choices=sorted(MODELS))
     p.add_argument("--mode", default=defaults.mode, choices=("rlb", "pointwise"))
     for name in ("steps", "batch_size", "warmup", "length_min", "length_max", "eval_batch_size", "seed", "checkpoint_every"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name), help="default: %(default)s")
     for name in ("lr", "min_lr_ratio", "weight_decay", "clip", "length_alpha"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name), help="default: %(default)s")
     p.add_argument("--length-mean", type=float, default=defaults.length_mean,
-                   help="mean sampled history length in training; 0 trains on full histories")
-    p.add_argument("--eval-lengths", default=",".join(map(str, defaults.eval_lengths)), help="comma-separated")
+                   help="mean sampled history length in training; 0 trains on full histories (default: %(default)s)")
+    p.add_argument("--eval-lengths", default=",".join(map(str, defaults.eval_lengths)),
+                   help="comma-separated inference lengths (default: %(default)s)")
     p.add_argument("--resume", default=None, help="checkpoint.pt to continue from")
     p.add_argument("--stop-at", type=int, default=None, help="end this invocation at this step (checkpointed)")
     p.add_argument("--device", default="auto")
