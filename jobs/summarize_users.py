@@ -66,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt of a `trainer.train --model vista` run")
     p.add_argument("--model-version", required=True, help="name recorded with every summary (rankers read only theirs)")
     p.add_argument("--l-max", type=int, default=DEFAULT_L_MAX, help="most recent events summarized per user (default: %(default)s)")
-    p.add_argument("--quantization", choices=sorted(QUANTIZATION_DTYPES), default="int8")
+    p.add_argument("--quantization", choices=sorted(QUANTIZATION_DTYPES), default="int8",
+                   help="storage type of the cached summaries, with a per-vector scale (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="users per forward pass (default: %(default)s)")
     p.add_argument("--torch-threads", type=int, default=1, help="torch threads per Spark task (default: %(default)s)")
     p.add_argument("--partitions", type=int, default=None, help="repartition the state into this many tasks")
