@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import RESULTS, write_result
+from benchmarks.loader import one_epoch
 from loader import LengthSampling, LoaderConfig, RequestLoader
 from loader.synthetic import SyntheticSamples, write_synthetic_samples
 from trainer.config import STCAConfig
@@ -64,13 +65,10 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def loader_to_device(table: str, cfg: LoaderConfig, device: torch.device) -> dict[str, Any]:
     loader = RequestLoader(table, cfg)
-    for _ in loader:  # warm-up epoch: page cache, allocator pools, pinned blocks
-        pass
+    one_epoch(loader)  # warm-up: page cache, allocator pools, pinned blocks
     sync(device)
     t0 = time.perf_counter()
-    requests = tokens = 0
-    for batch in loader:
-        requests, tokens = requests + batch.size, tokens + batch.num_history_tokens
+    requests, tokens = one_epoch(loader)
     sync(device)
     seconds = time.perf_counter() - t0
     return {"batches": len(loader), "requests": requests, "history_tokens": tokens, "seconds": round(seconds, 3),
