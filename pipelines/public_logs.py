@@ -49,7 +49,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines.checks import require_columns
-from pipelines.validity import REJECT_REASON, utc_date
+from pipelines.validity import REJECT_REASON, first_failing, utc_date
 from schemas import IMPRESSIONS, QUARANTINE, USER_ACTIONS
 from schemas.fields import ACTION_BITS, TASKS
 
@@ -150,13 +150,6 @@ def unparsable(field: str) -> str:
     return f"unparsable_{field}"
 
 
-def _first_failing(rules: list[tuple[Column, str]]) -> Column:
-    expr: Column = F.lit(None).cast("string")
-    for failed, reason in reversed(rules):
-        expr = F.when(failed, F.lit(reason)).otherwise(expr)
-    return expr
-
-
 def _is_header(fmt: LogFormat) -> Column:
     if fmt.header is None:
         return F.lit(False)
@@ -224,7 +217,7 @@ def parse_interactions(fmt: LogFormat, year: int = DEFAULT_TMALL_YEAR) -> Transf
             *rules,
         ]
         return split.withColumns(
-            {"user_id": user, "item_id": item, TS: ts, feedback_col: feedback, REJECT_REASON: _first_failing(all_rules)}
+            {"user_id": user, "item_id": item, TS: ts, feedback_col: feedback, REJECT_REASON: first_failing(all_rules)}
         ).drop("_parts", *[f"_f{i}" for i in range(4)])
 
     return _parse

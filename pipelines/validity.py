@@ -39,7 +39,8 @@ def utc_date(ts_ms: Column) -> Column:
     return F.date_format(F.timestamp_millis(ts_ms), "yyyy-MM-dd")
 
 
-def _first_failing(rules: list[tuple[Column, str]]) -> Column:
+def first_failing(rules: list[tuple[Column, str]]) -> Column:
+    """The reason of the first rule whose condition holds, in list order; null when none does."""
     expr: Column = F.lit(None).cast("string")
     for failed, reason in reversed(rules):
         expr = F.when(failed, F.lit(reason)).otherwise(expr)
@@ -56,7 +57,7 @@ def with_impression_reject_reason(df: DataFrame) -> DataFrame:
     row_rules = [(F.col(c).isNull(), null_reason(c)) for c in IMPRESSION_REQUIRED]
     row_rules.append((utc_date(F.col("request_ts")) != F.col("date"), OUTSIDE_DATE))
     row_rules.append((_any_label_bad(), LABEL_NOT_BINARY))
-    tagged = df.withColumn(REJECT_REASON, _first_failing(row_rules))
+    tagged = df.withColumn(REJECT_REASON, first_failing(row_rules))
 
     # Canonical (user_id, request_ts) per request among row-valid rows.
     ok = F.col(REJECT_REASON).isNull()
@@ -102,7 +103,7 @@ def with_action_reject_reason(df: DataFrame) -> DataFrame:
     require_columns(df, USER_ACTIONS.column_names, "with_action_reject_reason")
     rules = [(F.col(c).isNull(), null_reason(c)) for c in ACTION_REQUIRED]
     rules.append((utc_date(F.col("event_ts")) != F.col("date"), OUTSIDE_DATE))
-    tagged = df.withColumn(REJECT_REASON, _first_failing(rules))
+    tagged = df.withColumn(REJECT_REASON, first_failing(rules))
     ok = F.col(REJECT_REASON).isNull()
     dup_window = Window.partitionBy(*USER_ACTIONS.keys, ok).orderBy(*_total_order(USER_ACTIONS.column_names))
     return tagged.withColumn(
