@@ -17,7 +17,7 @@ export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 SCALE ?= default
 
 demo: setup
-	$(PY) -m jobs.demo --scale $(SCALE) $(DEMO_ARGS)
+	$(PY) -m demo --scale $(SCALE) $(DEMO_ARGS)
 
 # Two steps at a time: the two environments install side by side (pip is mostly one core and
 # disk), then pytest runs beside the Airflow suite, whose spark-submits spend much of their time

@@ -49,7 +49,10 @@ def spark_step(task_id: str, script: str, *args: str, **kwargs: object) -> Spark
         packages="{{ params.spark_packages }}",
         py_files="{{ params.spark_py_files }}",
         # spark-submit from a pip-installed pyspark finds SPARK_HOME with this interpreter.
-        env_vars={"PYSPARK_PYTHON": "{{ params.project_python }}", "PYSPARK_DRIVER_PYTHON": "{{ params.project_python }}"},
+        env_vars={
+            "PYSPARK_PYTHON": "{{ params.project_python }}",
+            "PYSPARK_DRIVER_PYTHON": "{{ params.project_python }}",
+        },
         conf={
             "spark.pyspark.python": "{{ params.project_python }}",
             "spark.pyspark.driver.python": "{{ params.project_python }}",
@@ -61,7 +64,9 @@ def spark_step(task_id: str, script: str, *args: str, **kwargs: object) -> Spark
 
 with DAG(
     dag_id="rlb_daily",
-    description="impressions + user_actions of day D -> user_history -> request_samples (staged, gated, published)",
+    description=(
+        "impressions + user_actions of day D -> user_history -> request_samples (staged, gated, published)"
+    ),
     # Day D runs once D is over: the data-interval timetable makes `ds` the day being processed
     # (Airflow 3's "@daily" would make it the day the run starts).
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
@@ -81,28 +86,52 @@ with DAG(
     },
     params={
         "warehouse": Param(os.environ.get("RLB_WAREHOUSE", str(PROJECT_ROOT / "warehouse")), type="string"),
-        "date": Param(None, type=["null", "string"], description="process this YYYY-MM-DD instead of the logical date"),
+        "date": Param(
+            None, type=["null", "string"], description="process this YYYY-MM-DD instead of the logical date"
+        ),
+        # Both 10_000s are schemas.constants.DEFAULT_L_MAX, typed here because importing `schemas`
+        # imports pyspark (no heavy imports at DAG top level); tests/test_schemas.py checks they agree.
         "l_max": Param(10_000, type="integer", minimum=1, description="history length kept per request"),
-        "state_len": Param(10_000, type="integer", minimum=1, description="events kept per user in user_history (>= l_max)"),
+        "state_len": Param(
+            10_000, type="integer", minimum=1, description="events kept per user in user_history (>= l_max)"
+        ),
         "gate_thresholds": Param(
-            {}, type="object", description='quality gate thresholds over the defaults, e.g. {"max_label_rate_delta": 0.2}'
+            {},
+            type="object",
+            description='quality gate thresholds over the defaults, e.g. {"max_label_rate_delta": 0.2}',
         ),
         "project_python": Param(PROJECT_PYTHON, type="string"),
-        "spark_jars": Param(",".join(str(JARS_DIR / j) for j in ("delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar")), type="string"),
-        "spark_packages": Param("", type="string", description="e.g. io.delta:delta-spark_2.13:4.0.1 on a cluster"),
-        "spark_py_files": Param("", type="string", description="the project as a zip/wheel, when the cluster lacks it"),
+        "spark_jars": Param(
+            ",".join(str(JARS_DIR / j) for j in ("delta-spark_2.13-4.0.1.jar", "delta-storage-4.0.1.jar")),
+            type="string",
+        ),
+        "spark_packages": Param(
+            "", type="string", description="e.g. io.delta:delta-spark_2.13:4.0.1 on a cluster"
+        ),
+        "spark_py_files": Param(
+            "", type="string", description="the project as a zip/wheel, when the cluster lacks it"
+        ),
         "driver_memory": Param("2g", type="string"),
         "vista_checkpoint": Param(
-            "", type="string", description="checkpoint.pt of a `trainer.train --model vista` run; empty skips the VISTA steps"
+            "",
+            type="string",
+            description="checkpoint.pt of a `trainer.train --model vista` run; empty skips the VISTA steps",
         ),
-        "vista_model_version": Param("vista-v1", type="string", description="model_version written with the summaries"),
-        "vista_max_recent": Param(256, type="integer", minimum=0, description="raw events kept per compact row"),
+        "vista_model_version": Param(
+            "vista-v1", type="string", description="model_version written with the summaries"
+        ),
+        "vista_max_recent": Param(
+            256, type="integer", minimum=0, description="raw events kept per compact row"
+        ),
     },
     tags=["rlb", "spark", "delta"],
 ) as dag:
     inputs_ready = BashSensor(
         task_id="wait_for_inputs",
-        bash_command=f"{{{{ params.project_python }}}} -m jobs.partitions --warehouse {WAREHOUSE} --date {DATE} impressions user_actions",
+        bash_command=(
+            f"{{{{ params.project_python }}}} -m jobs.partitions --warehouse {WAREHOUSE} --date {DATE} "
+            "impressions user_actions"
+        ),
         retry_exit_code=SENSOR_EXIT_MISSING,
         env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         mode="reschedule",
@@ -110,7 +139,9 @@ with DAG(
         timeout=int(timedelta(hours=20).total_seconds()),
         depends_on_past=False,
     )
-    history = spark_step("build_user_history", "build_user_history.py", "--state-len", "{{ params.state_len }}")
+    history = spark_step(
+        "build_user_history", "build_user_history.py", "--state-len", "{{ params.state_len }}"
+    )
     samples = spark_step("build_request_samples", "build_request_samples.py", "--l-max", "{{ params.l_max }}")
     gate = spark_step(
         "validate",

@@ -31,9 +31,9 @@ from benchmarks.common import RESULTS, write_result
 from jobs import build_impression_samples, build_request_samples, build_user_history, generate_logs
 from jobs.cli import configure_logging, previous_day
 from jobs.history_state import read_state, version_as_of
+from jobs.runner import run_job
 from jobs.spark_session import PARQUET_CODEC_CONF, get_spark
-from loader.snapshot import DataFile, Snapshot, resolve_snapshot
-from loader.storage import bytes_of, column_bytes
+from loader import DataFile, Snapshot, bytes_of, column_bytes, resolve_snapshot
 from pipelines.request_samples import (
     requests_from_impressions,
     user_events_through_day,
@@ -42,11 +42,13 @@ from pipelines.request_samples import (
 from pipelines.user_history import EVENT_ORDER, sorted_events_by_user
 from pipelines.validity import valid_rows, with_action_reject_reason, with_impression_reject_reason
 from schemas import IMPRESSION_SAMPLES, IMPRESSIONS, REQUEST_SAMPLES, USER_ACTIONS, USER_HISTORY
+from schemas.constants import DEFAULT_L_MAX
 from schemas.fields import HISTORY_COLUMNS
+from synthetic.logs import SyntheticConfig
 
 log = logging.getLogger("benchmarks.build")
 DAY = "2026-01-01"
-STATE_LEN = 10_000
+STATE_LEN = DEFAULT_L_MAX
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,13 @@ SIZES = {
 
 def naive_samples(requests: DataFrame, actions: DataFrame, l_max: int) -> DataFrame:
     """The formulation RLB avoids: one row per (request, earlier event), ranked, collected, sorted."""
-    ev = actions.select("user_id", *[F.col(c) for c in ("item_id", "author_id", "event_ts", "action", "watch_ms", "duration_ms")])
-    exploded = requests.select("request_id", "user_id", "request_ts").join(ev, "user_id").where(F.col("event_ts") < F.col("request_ts"))
+    event_cols = ("item_id", "author_id", "event_ts", "action", "watch_ms", "duration_ms")
+    ev = actions.select("user_id", *[F.col(c) for c in event_cols])
+    exploded = (
+        requests.select("request_id", "user_id", "request_ts")
+        .join(ev, "user_id")
+        .where(F.col("event_ts") < F.col("request_ts"))
+    )
     recent = Window.partitionBy("request_id").orderBy(*[F.col(c).desc() for c in EVENT_ORDER])
     kept = exploded.withColumn("_rank", F.row_number().over(recent)).where(F.col("_rank") <= l_max)
     return requests.join(sorted_events_by_user(kept, key="request_id"), "request_id", "left")
@@ -94,14 +101,22 @@ def best_of(repeats: int, fn: Callable[[], float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(prog="benchmarks.build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small data: a few minutes on 2 cores (same as --size quick)")
+    p = argparse.ArgumentParser(
+        prog="benchmarks.build", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small data: a few minutes on 2 cores (same as --size quick)"
+    )
     p.add_argument("--size", choices=sorted(SIZES), default="full", help="data size (default: %(default)s)")
     p.add_argument("--workdir", default=".cache/bench-build", help="scratch warehouse (deleted first)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1, help="timed runs per measurement; the best is kept")
-    p.add_argument("--skip-naive-10k", action="store_true", help="skip the naive formulation at L_max=10k (slow)")
-    p.add_argument("--out", type=Path, default=None, help="result file (default: results/build.json, build-<size>.json)")
+    p.add_argument(
+        "--skip-naive-10k", action="store_true", help="skip the naive formulation at L_max=10k (slow)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="result file (default: results/build.json, build-<size>.json)"
+    )
     args = p.parse_args(argv)
     configure_logging()
     size_name = "quick" if args.quick else args.size
@@ -110,11 +125,15 @@ def main(argv: list[str] | None = None) -> Path:
     shutil.rmtree(wh, ignore_errors=True)
     spark = get_spark()
 
-    generate_logs.main(["--warehouse", wh, "--seed", str(args.seed), "--start-date", DAY, "--num-days", "1",
-                        "--history-days", str(size.history_days), "--num-users", str(size.num_users), "--max-events", str(size.max_events)])
-    build_user_history.main(["--warehouse", wh, "--date", previous_day(DAY), "--state-len", str(STATE_LEN)])
-    job = build_request_samples.main(["--warehouse", wh, "--date", DAY, "--l-max", str(STATE_LEN), "--output", "request_samples"])
-    build_impression_samples.main(["--warehouse", wh, "--date", DAY])
+    logs = SyntheticConfig(seed=args.seed, start_date=DAY, num_days=1, history_days=size.history_days,
+                           num_users=size.num_users, max_events=size.max_events)  # fmt: skip
+    generate_logs.run(spark, generate_logs.Args(warehouse=wh, config=logs))
+    state = build_user_history.Args(date=previous_day(DAY), warehouse=wh, state_len=STATE_LEN)
+    build_user_history.run(spark, state)
+    # run_job: the summary kept in the result carries the job's own `seconds`, as from spark-submit.
+    samples = build_request_samples.Args(date=DAY, warehouse=wh, l_max=STATE_LEN, output=REQUEST_SAMPLES)
+    job = run_job("build_request_samples", build_request_samples.run, samples, spark)
+    build_impression_samples.run(spark, build_impression_samples.Args(date=DAY, warehouse=wh))
 
     hist_cols = [c.name for c in HISTORY_COLUMNS]
     req = resolve_snapshot(REQUEST_SAMPLES.location(wh))
@@ -145,7 +164,9 @@ def main(argv: list[str] | None = None) -> Path:
             naive = naive_samples(inputs["requests"], inputs["all_actions"], l_max)
             naive_elements = int(naive.agg(F.sum("hist_len")).first()[0] or 0)  # type: ignore[index]
             if naive_elements != elements:
-                raise RuntimeError(f"naive and ours disagree at L_max={l_max}: {naive_elements} vs {elements} elements")
+                raise RuntimeError(
+                    f"naive and ours disagree at L_max={l_max}: {naive_elements} vs {elements} elements"
+                )
             naive_s = best_of(args.repeats, partial(timed_noop, naive))
             timings[str(l_max)].update(naive_seconds=round(naive_s, 2), speedup=round(naive_s / seconds, 2))
         log.info("L_max %d: %s", l_max, timings[str(l_max)])
@@ -160,7 +181,8 @@ def main(argv: list[str] | None = None) -> Path:
         "linearity_elements_per_second_min_over_max": round(min(eps) / max(eps), 3),
     }
     # build.json is the --quick reference the README cites; other sizes get their own file.
-    path = write_result("build", result, args.out or (None if size_name == "quick" else RESULTS / f"build-{size_name}.json"))
+    default_out = None if size_name == "quick" else RESULTS / f"build-{size_name}.json"
+    path = write_result("build", result, args.out or default_out)
     log.info("wrote %s", path)
     return path
 
@@ -172,7 +194,8 @@ def _inputs(spark: SparkSession, wh: str) -> dict[str, DataFrame]:
     actions = spark.read.format("delta").load(USER_ACTIONS.location(wh))
     valid_actions = valid_rows(actions.where(F.col("date") <= DAY).transform(with_action_reject_reason))
     requests = requests_from_impressions(valid_rows(imps.transform(with_impression_reject_reason))).cache()
-    state = read_state(spark, USER_HISTORY.location(wh), version_as_of(spark, USER_HISTORY.location(wh), previous_day(DAY)))
+    state_path = USER_HISTORY.location(wh)
+    state = read_state(spark, state_path, version_as_of(spark, state_path, previous_day(DAY)))
     events = user_events_through_day(state, valid_actions.where(F.col("date") == DAY)).cache()
     all_actions = valid_actions.cache()
     for df in (requests, events, all_actions):

@@ -26,5 +26,7 @@ def hardware() -> dict[str, Any]:
 def write_result(name: str, payload: dict[str, Any], out: Path | None = None) -> Path:
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"benchmark": name, "hardware": hardware(), **payload}, indent=2, sort_keys=True))
+    path.write_text(
+        json.dumps({"benchmark": name, "hardware": hardware(), **payload}, indent=2, sort_keys=True)
+    )
     return path

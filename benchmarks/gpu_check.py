@@ -39,7 +39,8 @@ import torch
 from benchmarks.common import RESULTS, write_result
 from benchmarks.loader import one_epoch
 from loader import LengthSampling, LoaderConfig, RequestLoader
-from loader.synthetic import SyntheticSamples, write_synthetic_samples
+from schemas.constants import DEFAULT_L_MAX
+from synthetic.tables import SyntheticSamples, write_synthetic_samples
 from trainer.config import STCAConfig
 from trainer.registry import build_model
 from trainer.train import autocast
@@ -55,7 +56,11 @@ def peak_mib(device: torch.device) -> float | None:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    env: dict[str, Any] = {"torch": torch.__version__, "device": str(device), "cuda_available": torch.cuda.is_available()}
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "device": str(device),
+        "cuda_available": torch.cuda.is_available(),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env |= {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
@@ -71,12 +76,20 @@ def loader_to_device(table: str, cfg: LoaderConfig, device: torch.device) -> dic
     requests, tokens = one_epoch(loader)
     sync(device)
     seconds = time.perf_counter() - t0
-    return {"batches": len(loader), "requests": requests, "history_tokens": tokens, "seconds": round(seconds, 3),
-            "requests_per_s": round(requests / seconds, 1), "tokens_per_s": round(tokens / seconds),
-            "pinned": cfg.pinned}
+    return {
+        "batches": len(loader),
+        "requests": requests,
+        "history_tokens": tokens,
+        "seconds": round(seconds, 3),
+        "requests_per_s": round(requests / seconds, 1),
+        "tokens_per_s": round(tokens / seconds),
+        "pinned": cfg.pinned,
+    }
 
 
-def fed_training(table: str, cfg: LoaderConfig, model_config: STCAConfig, steps: int, device: torch.device) -> dict[str, Any]:
+def fed_training(
+    table: str, cfg: LoaderConfig, model_config: STCAConfig, steps: int, device: torch.device
+) -> dict[str, Any]:
     """Steps of STCA fed by the loader; the wait for each batch is timed apart from the step."""
     torch.manual_seed(0)
     model = build_model("stca", model_config).to(device)
@@ -121,10 +134,14 @@ def fed_training(table: str, cfg: LoaderConfig, model_config: STCAConfig, steps:
     }
 
 
-def longest_step(table: str, batch_size: int, model_config: STCAConfig, device: torch.device) -> dict[str, Any]:
+def longest_step(
+    table: str, batch_size: int, model_config: STCAConfig, device: torch.device
+) -> dict[str, Any]:
     """One training step on the batch with the longest histories of the table (evaluation order
     groups lengths, so the last batch holds the longest)."""
-    loader = RequestLoader(table, LoaderConfig(batch_size=batch_size, shuffle=False, length_window=10**9, device=str(device)))
+    loader = RequestLoader(
+        table, LoaderConfig(batch_size=batch_size, shuffle=False, length_window=10**9, device=str(device))
+    )
     batch = None
     for each in loader:
         batch = each
@@ -150,24 +167,46 @@ def longest_step(table: str, batch_size: int, model_config: STCAConfig, device: 
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(prog="benchmarks.gpu_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="benchmarks.gpu_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--requests", type=int, default=4_000, help="synthetic requests per date, 2 dates (default: %(default)s)")
-    p.add_argument("--l-max", type=int, default=10_000, help="longest history (default: %(default)s)")
-    p.add_argument("--length-mean", type=float, default=2_000.0, help="mean sampled training length (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=128, help="requests per training batch (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=100, help="timed training steps in (b) (default: %(default)s)")
+    p.add_argument(
+        "--requests",
+        type=int,
+        default=4_000,
+        help="synthetic requests per date, 2 dates (default: %(default)s)",
+    )
+    p.add_argument("--l-max", type=int, default=DEFAULT_L_MAX, help="longest history (default: %(default)s)")
+    p.add_argument(
+        "--length-mean",
+        type=float,
+        default=2_000.0,
+        help="mean sampled training length (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=128, help="requests per training batch (default: %(default)s)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=100, help="timed training steps in (b) (default: %(default)s)"
+    )
     p.add_argument("--workers", type=int, default=4, help="petastorm reader threads (default: %(default)s)")
     p.add_argument("--d", type=int, default=128, help="STCA width (default: %(default)s)")
     p.add_argument("--layers", type=int, default=2, help="STCA layers (default: %(default)s)")
     p.add_argument("--item-buckets", type=int, default=STCAConfig.item_buckets,
                    help="rows of the item embedding table (default: %(default)s)")
-    p.add_argument("--workdir", default=".cache/gpu-check", help="scratch folder for the table (deleted first)")
-    p.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/gpu_check[-cpu].json)")
+    p.add_argument(
+        "--workdir", default=".cache/gpu-check", help="scratch folder for the table (deleted first)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=None, help="JSON path (default: benchmarks/results/gpu_check[-cpu].json)"
+    )
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda, but torch sees no CUDA device; check the driver (nvidia-smi) or pass --device cpu")
+        raise SystemExit(
+            "--device cuda, but torch sees no CUDA device; check the driver (nvidia-smi) or pass --device cpu"
+        )
 
     table = str(Path(args.workdir) / "request_samples")
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -178,10 +217,15 @@ def main(argv: list[str] | None = None) -> Path:
     write_synthetic_samples(table, spec)
     print(f"wrote {table} ({time.perf_counter() - t0:.1f} s)", flush=True)
 
-    sampling = LengthSampling(l_min=min(64, args.l_max), l_max=args.l_max, mean=min(args.length_mean, args.l_max / 2))
-    train_cfg = LoaderConfig(batch_size=args.batch_size, seed=1, length_sampling=sampling, workers=args.workers,
-                             device=str(device))
-    model_config = STCAConfig(d=args.d, heads=max(1, args.d // 32), layers=args.layers, item_buckets=args.item_buckets)
+    sampling = LengthSampling(
+        l_min=min(64, args.l_max), l_max=args.l_max, mean=min(args.length_mean, args.l_max / 2)
+    )
+    train_cfg = LoaderConfig(
+        batch_size=args.batch_size, seed=1, length_sampling=sampling, workers=args.workers, device=str(device)
+    )
+    model_config = STCAConfig(
+        d=args.d, heads=max(1, args.d // 32), layers=args.layers, item_buckets=args.item_buckets
+    )
     result: dict[str, Any] = {"environment": environment(device), "table": {"requests": 2 * args.requests,
                               "l_max": args.l_max, "rows_per_group": rows_per_group}}
     print("(a) loader -> device ...", flush=True)

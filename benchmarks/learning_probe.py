@@ -1,6 +1,6 @@
 """How fast does each model learn the planted topic signal, and which part of STCA slows it down?
 
-Trains one model on trainer.synthetic.planted_batch (topic = item id % 10, old events lean to
+Trains one model on synthetic.batches.planted_batch (topic = item id % 10, old events lean to
 the user's two interest topics, the newest `--clean` carry nothing) and prints the held-out finish
 AUC every 100 steps. Ablations switch parts of STCA off:
 
@@ -33,9 +33,9 @@ import time
 import torch
 from torch import nn
 
+from synthetic.batches import planted_batch, tiny_config
 from trainer.metrics import auc
 from trainer.registry import build_model
-from trainer.synthetic import planted_batch, tiny_config
 
 
 def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="model initialisation seed (the data do not change)")
-    p.add_argument("--query-scale", type=float, default=1.0, help="multiply W_Q at init (0: uniform attention)")
+    p.add_argument(
+        "--query-scale", type=float, default=1.0, help="multiply W_Q at init (0: uniform attention)"
+    )
     p.add_argument("--out-scale", type=float, default=1.0, help="multiply W_O at init")
     p.add_argument("--no-history-transform", action="store_true", help="STCA: X~ = X (no LN(SwiGLU))")
     p.add_argument("--no-residual", action="store_true", help="STCA: LN(SwiGLU(X)) as the paper writes it")
@@ -56,8 +58,16 @@ def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    config = tiny_config(d=32, heads=2, layers=args.layers, id_dim=32, head_hidden=64, item_buckets=512, user_buckets=1,
-                         history_residual=not args.no_residual)
+    config = tiny_config(
+        d=32,
+        heads=2,
+        layers=args.layers,
+        id_dim=32,
+        head_hidden=64,
+        item_buckets=512,
+        user_buckets=1,
+        history_residual=not args.no_residual,
+    )
     model = build_model(args.model, config)
     encoder = getattr(model, "encoder", None)
     with torch.no_grad():
@@ -79,7 +89,10 @@ def main(argv: list[str] | None = None) -> list[tuple[int, float]]:
         if step % 100 == 0:
             score = auc(model.predict(held_out)[..., 0].flatten(), held_out.labels[..., 0].flatten())
             curve.append((step, round(score, 4)))
-            print(f"step {step}: loss {loss.item():.3f}, AUC {score:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"step {step}: loss {loss.item():.3f}, AUC {score:.4f} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
     return curve
 
 

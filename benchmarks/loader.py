@@ -32,17 +32,26 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from benchmarks.common import RESULTS, write_result
-from loader import LengthSampling, LoaderConfig, RequestLoader, resolve_snapshot
-from loader.batch import HISTORY_FIELDS, TARGET_FIELDS
-from loader.collate import LOADER_COLUMNS
-from loader.synthetic import SyntheticSamples, write_synthetic_samples
+from loader import (
+    HISTORY_FIELDS,
+    LOADER_COLUMNS,
+    TARGET_FIELDS,
+    LengthSampling,
+    LoaderConfig,
+    RequestLoader,
+    resolve_snapshot,
+)
+from schemas.constants import DEFAULT_L_MAX
 from schemas.fields import LABEL_COLUMN_NAMES
+from synthetic.tables import SyntheticSamples, write_synthetic_samples
 
 SIZES = {
     "quick": SyntheticSamples(num_requests=2_500, dates=("2026-01-01", "2026-01-02"), rows_per_group=250),
-    "full": SyntheticSamples(num_requests=5_000, dates=("2026-01-01", "2026-01-02", "2026-01-03"), rows_per_group=500),
+    "full": SyntheticSamples(
+        num_requests=5_000, dates=("2026-01-01", "2026-01-02", "2026-01-03"), rows_per_group=500
+    ),
 }
-PAD_TO = 10_000
+PAD_TO = DEFAULT_L_MAX
 LIST_COLUMNS = (*HISTORY_FIELDS, *TARGET_FIELDS, *LABEL_COLUMN_NAMES)
 
 
@@ -60,10 +69,16 @@ def timed(repeats: int, fn: Callable[[], tuple[int, int]], warmup: int = 2) -> d
     best, median = min(runs), float(np.median(runs))
     # CPU seconds of all threads: on few cores the loader's extra work (the padded copy, the
     # scheduling) shows here before it shows in the wall clock.
-    return {"seconds": round(best, 4), "median_seconds": round(median, 4), "median_cpu_seconds": round(float(np.median(cpu)), 4),
-            "requests": requests,
-            "history_tokens": tokens, "requests_per_s": round(requests / best, 1),
-            "median_requests_per_s": round(requests / median, 1), "tokens_per_s": round(tokens / best)}
+    return {
+        "seconds": round(best, 4),
+        "median_seconds": round(median, 4),
+        "median_cpu_seconds": round(float(np.median(cpu)), 4),
+        "requests": requests,
+        "history_tokens": tokens,
+        "requests_per_s": round(requests / best, 1),
+        "median_requests_per_s": round(requests / median, 1),
+        "tokens_per_s": round(tokens / best),
+    }
 
 
 def pyarrow_ceiling(files: list[str]) -> tuple[int, int]:
@@ -91,7 +106,11 @@ def _pad_spec(to_row_group_max: bool) -> Any:
         import numpy as np
 
         for name in LIST_COLUMNS:
-            width = max((len(v) for v in df[name]), default=0) if to_row_group_max else (PAD_TO if name.startswith("hist_") else 32)
+            width = (
+                max((len(v) for v in df[name]), default=0)
+                if to_row_group_max
+                else (PAD_TO if name.startswith("hist_") else 32)
+            )
             out = np.zeros((len(df), width), dtype=np.int64)
             for i, v in enumerate(df[name]):
                 n = min(len(v), width)
@@ -99,8 +118,16 @@ def _pad_spec(to_row_group_max: bool) -> Any:
             df[name] = list(out)
         return df
 
-    fields = [UnischemaField(n, np.int64, (None,) if to_row_group_max else (PAD_TO if n.startswith("hist_") else 32,), None, False)
-              for n in LIST_COLUMNS]
+    fields = [
+        UnischemaField(
+            n,
+            np.int64,
+            (None,) if to_row_group_max else (PAD_TO if n.startswith("hist_") else 32,),
+            None,
+            False,
+        )
+        for n in LIST_COLUMNS
+    ]
     return TransformSpec(pad, edit_fields=fields, removed_fields=["request_id"])
 
 
@@ -110,8 +137,14 @@ def plain_petastorm(files: list[str], batch_size: int, to_row_group_max: bool) -
 
     urls = [f"file://{f}" for f in files]
     requests = tokens = 0
-    reader = make_batch_reader(urls, schema_fields=list(LOADER_COLUMNS), transform_spec=_pad_spec(to_row_group_max),
-                               reader_pool_type="dummy", shuffle_row_groups=False, num_epochs=1)
+    reader = make_batch_reader(
+        urls,
+        schema_fields=list(LOADER_COLUMNS),
+        transform_spec=_pad_spec(to_row_group_max),
+        reader_pool_type="dummy",
+        shuffle_row_groups=False,
+        num_epochs=1,
+    )
     try:
         if to_row_group_max:
             # Rows of different row groups have different widths: batch per row group.
@@ -129,17 +162,31 @@ def plain_petastorm(files: list[str], batch_size: int, to_row_group_max: bool) -
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(prog="benchmarks.loader", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="benchmarks.loader", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="small data: a few minutes on 2 cores")
-    p.add_argument("--table", default=None, help="benchmark an existing request_samples table instead of synthetic data")
-    p.add_argument("--workdir", default=".cache/bench-loader", help="scratch folder for the synthetic table (deleted first)")
-    p.add_argument("--rows-per-group", type=int, default=None,
-                   help="Parquet row-group size of the synthetic table (default: 250 quick, 500 full); the loader "
-                   "schedules and decodes whole row groups, so small ones cost it more than read_table")
+    p.add_argument(
+        "--table", default=None, help="benchmark an existing request_samples table instead of synthetic data"
+    )
+    p.add_argument(
+        "--workdir",
+        default=".cache/bench-loader",
+        help="scratch folder for the synthetic table (deleted first)",
+    )
+    p.add_argument(
+        "--rows-per-group",
+        type=int,
+        default=None,
+        help="Parquet row-group size of the synthetic table (default: 250 quick, 500 full); the loader "
+        "schedules and decodes whole row groups, so small ones cost it more than read_table",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2, help="petastorm reader threads")
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per case (b and c), after a warm-up")
-    p.add_argument("--train-mean", type=float, default=2_000.0, help="mean sampled history length in training mode")
+    p.add_argument(
+        "--train-mean", type=float, default=2_000.0, help="mean sampled history length in training mode"
+    )
     p.add_argument("--skip-plain", action="store_true", help="skip (d) and (e), the slow petastorm baselines")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
@@ -174,24 +221,44 @@ def main(argv: list[str] | None = None) -> Path:
     results["c_loader_train_mean_2k"] = timed(args.repeats, lambda: one_epoch(train_loader))
     if not args.skip_plain:
         print("(d) plain petastorm, padded to 10k ...")
-        results["d_petastorm_pad_10k"] = timed(1, lambda: plain_petastorm(files, args.batch_size, False), warmup=1)
+        results["d_petastorm_pad_10k"] = timed(
+            1, lambda: plain_petastorm(files, args.batch_size, False), warmup=1
+        )
         print("(e) petastorm, TransformSpec padding to the row-group maximum ...")
         results["e_petastorm_transformspec_rowgroup_max"] = timed(
             1, lambda: plain_petastorm(files, args.batch_size, True), warmup=1
         )
     a = results["a_pyarrow_read_table"]["requests_per_s"]
     a_median = results["a_pyarrow_read_table"]["median_requests_per_s"]
-    ratios = {f"{k}_vs_pyarrow": round(v["requests_per_s"] / a, 3) for k, v in results.items() if k != "a_pyarrow_read_table"}
+    ratios = {
+        f"{k}_vs_pyarrow": round(v["requests_per_s"] / a, 3)
+        for k, v in results.items()
+        if k != "a_pyarrow_read_table"
+    }
     ratios.update({f"{k}_vs_pyarrow_median": round(v["median_requests_per_s"] / a_median, 3)
                    for k, v in results.items() if k[0] in "bc"})
     if "d_petastorm_pad_10k" in results:
-        ratios["b_vs_d"] = round(results["b_loader_eval_full"]["requests_per_s"] / results["d_petastorm_pad_10k"]["requests_per_s"], 2)
+        ratios["b_vs_d"] = round(
+            results["b_loader_eval_full"]["requests_per_s"]
+            / results["d_petastorm_pad_10k"]["requests_per_s"],
+            2,
+        )
     row_groups = sum(pq.read_metadata(f).num_row_groups for f in files)
-    payload = {"size": size if not args.table else "table", "table": table, "version": snap.version, "row_groups": row_groups,
-               "files": len(files), "requests": snap.num_records, "batch_size": args.batch_size,
-               "repeats": args.repeats, "loader_startup_s": round(startup_s, 4),
-               "workers": args.workers, "results": results, "ratios": ratios,
-               "targets": {"b_vs_a": ">= 0.7", "b_vs_d": "well above 1"}}
+    payload = {
+        "size": size if not args.table else "table",
+        "table": table,
+        "version": snap.version,
+        "row_groups": row_groups,
+        "files": len(files),
+        "requests": snap.num_records,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "loader_startup_s": round(startup_s, 4),
+        "workers": args.workers,
+        "results": results,
+        "ratios": ratios,
+        "targets": {"b_vs_a": ">= 0.7", "b_vs_d": "well above 1"},
+    }
     out = args.out or RESULTS / ("loader-quick.json" if args.quick and not args.table else "loader.json")
     path = write_result("loader", payload, out)
     for k, v in results.items():

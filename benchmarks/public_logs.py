@@ -2,7 +2,7 @@
 users, requests, targets per request, point-in-time history length per request (p50/p90/p99/max),
 quarantine counts and import time. Writes benchmarks/results/public_logs-ml100k[-pagesN].json.
 
-History lengths are computed from the imported tables with the rule of DESIGN.md §3 (events of
+History lengths are computed from the imported tables with the rule of docs/design.md (events of
 the same user with event_ts < request_ts, at most L_max); tests/test_public_logs.py checks that
 build_request_samples gives the same lengths.
 
@@ -37,10 +37,12 @@ from pyspark.sql import functions as F
 from benchmarks.common import hardware
 from jobs import build_request_samples, import_public_logs
 from jobs.cli import previous_day
+from jobs.runner import run_job
 from jobs.spark_session import get_spark
-from pipelines.request_samples import DEFAULT_L_MAX
-from pipelines.synthetic import day_start_ms
+from pipelines.public_logs import MOVIELENS
 from schemas import IMPRESSIONS, REQUEST_SAMPLES, USER_ACTIONS
+from schemas.constants import DEFAULT_L_MAX, MINUTE_MS, day_start_ms
+from trainer.config import STCAConfig
 from trainer.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +79,9 @@ class TimeSplit:
 
 def _distribution(df: Any, column: str) -> dict[str, float]:
     row = df.agg(
-        F.percentile(column, list(QUANTILES)).alias("q"), F.max(column).alias("max"), F.avg(column).alias("mean")
+        F.percentile(column, list(QUANTILES)).alias("q"),
+        F.max(column).alias("max"),
+        F.avg(column).alias("mean"),
     ).first()
     return {**{f"p{round(q * 100)}": float(v) for q, v in zip(QUANTILES, row["q"], strict=True)},
             "max": int(row["max"]), "mean": round(float(row["mean"]), 1)}  # fmt: skip
@@ -117,12 +121,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--cut", default="1998-03-01", help="first evaluation day; earlier days train (default: %(default)s)"
     )
     p.add_argument(
-        "--eval-lengths", default="16,64,256,10000", help="inference history lengths (default: %(default)s)"
+        "--eval-lengths",
+        default=f"16,64,256,{DEFAULT_L_MAX}",
+        help="inference history lengths (default: %(default)s)",
     )
-    p.add_argument("--steps", type=int, default=1_200, help="optimizer steps per model (default: %(default)s)")
+    p.add_argument(
+        "--steps", type=int, default=1_200, help="optimizer steps per model (default: %(default)s)"
+    )
     # Small batches: a batch pads to its largest request (up to 737 targets) and longest history,
     # and DIN builds a (batch, targets, events, 64) tensor: 32 requests ran at ~24 s a step here.
-    p.add_argument("--batch-size", type=int, default=8, help="requests per batch, training and evaluation (default: %(default)s)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="requests per batch, training and evaluation (default: %(default)s)",
+    )
     # 1e-3: at 3e-3 Adam's steps on W_Q/W_K sharpen STCA's attention on noise and it stops reading
     # the history (benchmarks/learning_probe.py); the last run at 3e-3 gave the same AUC at 16 and 10k events.
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
@@ -135,17 +148,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def import_ml100k(wh: str, args: argparse.Namespace) -> dict[str, Any]:
-    return import_public_logs.main(
-        ["--warehouse", wh, "--format", "movielens", "--input", f"{args.data}/u.data", "--items", f"{args.data}/u.item",
-         "--session-gap-minutes", str(args.session_gap_minutes), "--max-targets", str(args.max_targets)]
+def import_ml100k(spark: SparkSession, wh: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The import job's summary, `seconds` included (run_job times it as spark-submit would)."""
+    job = import_public_logs.Args(
+        fmt=MOVIELENS, inputs=(f"{args.data}/u.data",), warehouse=wh, items=f"{args.data}/u.item",
+        session_gap_ms=round(args.session_gap_minutes * MINUTE_MS), max_targets=args.max_targets,
     )  # fmt: skip
+    return run_job("import_public_logs", import_public_logs.run, job, spark)
 
 
 def request_stats(
     spark: SparkSession, wh: str, summary: dict[str, Any], args: argparse.Namespace
 ) -> dict[str, Any]:
-    """What the imported requests look like, from impressions and user_actions (DESIGN.md §3 rule)."""
+    """What the imported requests look like, from impressions and user_actions (docs/design.md rule)."""
     imps = spark.read.format("delta").load(IMPRESSIONS.location(wh))
     actions = spark.read.format("delta").load(USER_ACTIONS.location(wh)).select("user_id", "event_ts")
     requests = imps.groupBy("request_id", "user_id", "request_ts").agg(F.count("*").alias("num_targets"))
@@ -179,8 +194,10 @@ def split_counts(spark: SparkSession, table: str, split: TimeSplit) -> dict[str,
     for side, lo, hi in (("train", "0000-00-00", split.train_to), ("eval", split.eval_from, split.eval_to)):
         row = (
             spark.read.format("delta").load(table).where(F.col("date").between(lo, hi))
-            .agg(F.count("*").alias("requests"), F.sum("num_targets").alias("targets"), F.countDistinct("user_id").alias("users"),
-                 F.sum(F.when(F.col("hist_len") > 0, F.col("num_targets")).otherwise(0)).alias("targets_with_history"),
+            .agg(F.count("*").alias("requests"), F.sum("num_targets").alias("targets"),
+                 F.countDistinct("user_id").alias("users"),
+                 F.sum(F.when(F.col("hist_len") > 0, F.col("num_targets")).otherwise(0))
+                 .alias("targets_with_history"),
                  F.percentile("hist_len", [0.5, 0.9]).alias("q"), F.max("hist_len").alias("hist_len_max"),
                  F.min("request_ts").alias("first_ts"), F.max("request_ts").alias("last_ts"))
             .first()
@@ -189,7 +206,10 @@ def split_counts(spark: SparkSession, table: str, split: TimeSplit) -> dict[str,
             raise ValueError(f"no {side} requests dated {lo}..{hi} in {table}")
         if (side == "train" and row["last_ts"] >= cut_ms) or (side == "eval" and row["first_ts"] < cut_ms):
             raise AssertionError(f"{side} requests dated {lo}..{hi} cross the cut {split.eval_from}: {row}")
-        out[side] = {k: int(row[k] or 0) for k in ("users", "requests", "targets", "targets_with_history", "hist_len_max")}
+        out[side] = {
+            k: int(row[k] or 0)
+            for k in ("users", "requests", "targets", "targets_with_history", "hist_len_max")
+        }
         out[side].update(hist_len_p50=float(row["q"][0]), hist_len_p90=float(row["q"][1]))
     return out
 
@@ -199,10 +219,12 @@ def compare_models(table: str, split: TimeSplit, args: argparse.Namespace) -> di
     lengths = tuple(int(n) for n in args.eval_lengths.split(","))
     out: dict[str, Any] = {}
     for model in [m for m in args.models.split(",") if m]:
-        cfg = TrainConfig(table=table, out=str(Path(args.workdir) / "runs" / model), model=model, train_to=split.train_to,
-                          eval_date=split.eval_from, eval_to=split.eval_to, steps=args.steps, batch_size=args.batch_size,
-                          lr=args.lr, warmup=20, length_min=16, length_max=args.length_max, length_mean=args.length_mean,
-                          eval_lengths=lengths, eval_batch_size=args.batch_size, checkpoint_every=10**9, device="cpu", model_config=MODEL)  # fmt: skip
+        cfg = TrainConfig(table=table, out=str(Path(args.workdir) / "runs" / model), model=model,
+                          train_to=split.train_to, eval_date=split.eval_from, eval_to=split.eval_to,
+                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=20, length_min=16,
+                          length_max=args.length_max, length_mean=args.length_mean, eval_lengths=lengths,
+                          eval_batch_size=args.batch_size, checkpoint_every=10**9, device="cpu",
+                          model_config=STCAConfig.from_dict(MODEL))  # fmt: skip
         run = train(cfg)
         out[model] = {
             task: {
@@ -229,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     name = "public_logs-ml100k" + (f"-pages{args.max_targets}" if args.max_targets else "")
     if not args.models:
         with tempfile.TemporaryDirectory() as wh:
-            result = request_stats(spark, wh, import_ml100k(wh, args), args)
+            result = request_stats(spark, wh, import_ml100k(spark, wh, args), args)
         _write(name, result)
         return result
     wh = str(Path(args.workdir) / "warehouse")
@@ -237,11 +259,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     if not args.reuse:
         shutil.rmtree(args.workdir, ignore_errors=True)
-        summary = import_ml100k(wh, args)
+        summary = import_ml100k(spark, wh, args)
         _write(name, request_stats(spark, wh, summary, args))
         first, last = summary["dates"]
-        build_request_samples.main(["--warehouse", wh, "--date", first, "--to-date", last, "--l-max", str(args.l_max),
-                                    "--allow-no-state", "--output", REQUEST_SAMPLES.name])  # fmt: skip
+        backfill = build_request_samples.Args(
+            date=first,
+            to_date=last,
+            warehouse=wh,
+            l_max=args.l_max,
+            allow_no_state=True,
+            output=REQUEST_SAMPLES,
+        )
+        build_request_samples.run(spark, backfill)
         built.write_text(json.dumps(summary))
     build_seconds = None if args.reuse else round(time.perf_counter() - t0, 1)
     summary = json.loads(built.read_text())
@@ -257,7 +286,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "eval_to": split.eval_to,
             **split_counts(spark, table, split),
         },  # fmt: skip
-        "build_seconds": build_seconds,  # import, request statistics, build_request_samples; None with --reuse
+        # import, request statistics, build_request_samples; None with --reuse
+        "build_seconds": build_seconds,
         "results": compare_models(table, split, args),
         "hardware": hardware(),
     }

@@ -1,10 +1,10 @@
 """Does a model read far back? Train on generated logs with the planted long-range signal and
 compare AUC at a short and at the full inference length, STCA vs baselines.
 
-    python -m benchmarks.quality --quick      # 300 users, 60 items, 4 request days -> results/quality-quick.json
+    python -m benchmarks.quality --quick   # 300 users, 60 items, 4 request days -> results/quality-quick.json
     python -m benchmarks.quality --steps 3000 --models stca,mean_pool,din
 
-The data (pipelines/synthetic.py): old events lean to each user's two interest topics, recent
+The data (synthetic/logs.py): old events lean to each user's two interest topics, recent
 ones do not, and interest-topic targets finish far more often; with --affinity-logit (2.0 here)
 each user also has a hidden taste per author that shows only in how they finished that author's
 old videos and in the targets. Two oracles bound what reading further back can gain, at each
@@ -27,6 +27,7 @@ import argparse
 import datetime as dt
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,12 @@ import pyarrow.parquet as pq
 from benchmarks.common import RESULTS, write_result
 from jobs import build_request_samples, build_user_history, generate_logs
 from jobs.cli import previous_day
+from jobs.spark_session import get_spark
 from loader import resolve_snapshot
 from schemas import REQUEST_SAMPLES
 from schemas.fields import ACTION_BITS
+from synthetic.logs import SyntheticConfig
+from trainer.config import STCAConfig
 from trainer.metrics import auc
 from trainer.train import TrainConfig, train
 
@@ -60,34 +64,68 @@ def build(wh: str, users: int, items: int, topics: int, days: int, l_max: int, *
     """Generated logs -> request_samples for `days` request days; returns the table and the days.
     interest_logit None keeps the generator's default topic effect."""
     dates = request_dates(days)
-    interest = [] if interest_logit is None else ["--interest-logit", str(interest_logit)]
-    generate_logs.main(["--warehouse", wh, "--start-date", dates[0], "--num-days", str(days), "--history-days", str(history_days),
-                        "--num-users", str(users), "--num-items", str(items), "--num-topics", str(topics),
-                        "--min-events", "100", "--max-events", str(l_max), "--affinity-logit", str(affinity_logit),
-                        *interest, "--seed", "1"])
-    build_user_history.main(["--warehouse", wh, "--date", previous_day(dates[0]), "--state-len", str(l_max)])
+    logs = SyntheticConfig(
+        seed=1, start_date=dates[0], num_days=days, history_days=history_days, num_users=users,
+        num_items=items, num_topics=topics, min_events=100, max_events=l_max, affinity_logit=affinity_logit,
+    )  # fmt: skip
+    if interest_logit is not None:
+        logs = replace(logs, interest_logit=interest_logit)
+    spark = get_spark()
+    generate_logs.run(spark, generate_logs.Args(warehouse=wh, config=logs))
+    bootstrap = build_user_history.Args(warehouse=wh, date=previous_day(dates[0]), state_len=l_max)
+    build_user_history.run(spark, bootstrap)
     for k, day in enumerate(dates):
-        build_request_samples.main(["--warehouse", wh, "--date", day, "--l-max", str(l_max), "--output", "request_samples"])
+        samples = build_request_samples.Args(warehouse=wh, date=day, l_max=l_max, output=REQUEST_SAMPLES)
+        build_request_samples.run(spark, samples)
         if k < len(dates) - 1:  # the last day's state is not read
-            build_user_history.main(["--warehouse", wh, "--date", day, "--state-len", str(l_max)])
+            build_user_history.run(spark, build_user_history.Args(warehouse=wh, date=day, state_len=l_max))
     return REQUEST_SAMPLES.location(wh), dates
 
 
-def train_config(table: str, out: str, model: str, dates: list[str], *, steps: int, lr: float = 1e-3,
-                 length_mean: float = 500.0, l_max: int, lengths: tuple[int, ...], seed: int = 0) -> TrainConfig:
+def train_config(
+    table: str,
+    out: str,
+    model: str,
+    dates: list[str],
+    *,
+    steps: int,
+    lr: float = 1e-3,
+    length_mean: float = 500.0,
+    l_max: int,
+    lengths: tuple[int, ...],
+    seed: int = 0,
+) -> TrainConfig:
     """Train on all days but the last with Beta-sampled lengths (mean `length_mean`), evaluate
     the last day's finish AUC at each of `lengths`."""
-    return TrainConfig(table=table, out=out, model=model, train_to=dates[-2], eval_date=dates[-1], steps=steps,
-                       batch_size=32, lr=lr, warmup=10, length_min=16, length_max=l_max, length_mean=length_mean,
-                       eval_lengths=lengths, eval_batch_size=128, checkpoint_every=10**9, device="cpu",
-                       model_config=MODEL, seed=seed)
+    return TrainConfig(
+        table=table,
+        out=out,
+        model=model,
+        train_to=dates[-2],
+        eval_date=dates[-1],
+        steps=steps,
+        batch_size=32,
+        lr=lr,
+        warmup=10,
+        length_min=16,
+        length_max=l_max,
+        length_mean=length_mean,
+        eval_lengths=lengths,
+        eval_batch_size=128,
+        checkpoint_every=10**9,
+        device="cpu",
+        model_config=STCAConfig.from_dict(MODEL),
+        seed=seed,
+    )
 
 
 def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[str, dict[str, float]]:
     """Finish AUC of two hand-made features over the last n events, one per planted signal:
     the share of events from the target's topic (what a mean can read), and the finish rate of
     the events by the target's author (creator affinity: what target attention can read)."""
-    rows = pa.concat_tables(pq.read_table(f) for f in resolve_snapshot(table, date_from=day, date_to=day).files).to_pylist()
+    rows = pa.concat_tables(
+        pq.read_table(f) for f in resolve_snapshot(table, date_from=day, date_to=day).files
+    ).to_pylist()
     finish_bit = ACTION_BITS["finish"]
     out: dict[str, dict[str, float]] = {"topic_share": {}, "author_finish_rate": {}}
     for n in lengths:
@@ -96,7 +134,9 @@ def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[s
             items = np.asarray(r["hist_item_id"][-n:], dtype=np.int64)
             authors = np.asarray(r["hist_author_id"][-n:], dtype=np.int64)
             finished = (np.asarray(r["hist_action"][-n:], dtype=np.int64) & finish_bit) > 0
-            for item, author, label in zip(r["tgt_item_id"], r["tgt_author_id"], r["label_finish"], strict=True):
+            for item, author, label in zip(
+                r["tgt_item_id"], r["tgt_author_id"], r["label_finish"], strict=True
+            ):
                 same = authors == author
                 share.append(float((items % num_topics == item % num_topics).mean()) if len(items) else 0.0)
                 rate.append(float(finished[same].mean()) if same.any() else 0.5)
@@ -107,27 +147,52 @@ def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(prog="benchmarks.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="write results/quality-quick.json instead of quality.json (the defaults already are the quick sizes)")
-    p.add_argument("--reuse", action="store_true", help="train on the table a previous run built in --workdir (same data flags)")
+    p = argparse.ArgumentParser(
+        prog="benchmarks.quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="write results/quality-quick.json instead of quality.json "
+        "(the defaults already are the quick sizes)",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="train on the table a previous run built in --workdir (same data flags)",
+    )
     p.add_argument("--workdir", default=".cache/bench-quality")
     p.add_argument("--users", type=int, default=300)
-    p.add_argument("--items", type=int, default=60, help="few items: each is seen often enough to learn its topic")
-    p.add_argument("--topics", type=int, default=6, help="item topics (topic = item %% topics); users have two")
-    p.add_argument("--days", type=int, default=4, help="request days: all but the last train, the last evaluates")
+    p.add_argument(
+        "--items", type=int, default=60, help="few items: each is seen often enough to learn its topic"
+    )
+    p.add_argument(
+        "--topics", type=int, default=6, help="item topics (topic = item %% topics); users have two"
+    )
+    p.add_argument(
+        "--days", type=int, default=4, help="request days: all but the last train, the last evaluates"
+    )
     p.add_argument("--l-max", type=int, default=4_000)
     p.add_argument("--affinity-logit", type=float, default=2.0,
-                   help="creator-affinity effect (pipelines/synthetic.py): how a user reacted to an author's old "
+                   help="creator-affinity effect (synthetic/logs.py): how a user reacted to an author's old "
                         "videos predicts that author's targets, which a mean of event tokens cannot read")
-    p.add_argument("--interest-logit", type=float, default=None,
-                   help="topic effect on the finish logit (default: the generator's); 0 leaves only the creator affinity")
+    p.add_argument(
+        "--interest-logit",
+        type=float,
+        default=None,
+        help="topic effect on the finish logit (default: the generator's); "
+        "0 leaves only the creator affinity",
+    )
     p.add_argument("--short", type=int, default=32)
     p.add_argument("--steps", type=int, default=800)
-    p.add_argument("--lr", type=float, default=1e-3, help="3e-3 kept STCA near chance (benchmarks/learning_probe.py)")
+    p.add_argument(
+        "--lr", type=float, default=1e-3, help="3e-3 kept STCA near chance (benchmarks/learning_probe.py)"
+    )
     p.add_argument("--length-mean", type=float, default=500.0)
     p.add_argument("--models", default="stca,mean_pool")
-    p.add_argument("--seed", type=int, default=0, help="training seed (model init, batch order, sampled lengths)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="training seed (model init, batch order, sampled lengths)"
+    )
     args = p.parse_args(argv)
     warehouse = str(Path(args.workdir) / "warehouse")
     t0 = time.perf_counter()
@@ -141,8 +206,18 @@ def main(argv: list[str] | None = None) -> Path:
     results: dict[str, Any] = {"build_seconds": round(time.perf_counter() - t0, 1),
                                "oracle_auc": oracles(table, dates[-1], lengths, args.topics)}
     for model in args.models.split(","):
-        cfg = train_config(table, str(Path(args.workdir) / "runs" / model), model, dates, steps=args.steps, lr=args.lr,
-                           length_mean=args.length_mean, l_max=args.l_max, lengths=tuple(lengths), seed=args.seed)
+        cfg = train_config(
+            table,
+            str(Path(args.workdir) / "runs" / model),
+            model,
+            dates,
+            steps=args.steps,
+            lr=args.lr,
+            length_mean=args.length_mean,
+            l_max=args.l_max,
+            lengths=tuple(lengths),
+            seed=args.seed,
+        )
         run = train(cfg)
         results[model] = {"finish_auc": {n: round(m["finish"]["auc"], 4) for n, m in run["eval"].items()},
                           "train_seconds": run["train"]["seconds"]}

@@ -34,11 +34,11 @@ import psutil
 import torch
 
 from benchmarks.common import RESULTS, write_result
-from loader.batch import RequestBatch
+from loader import RequestBatch
+from synthetic.batches import random_batch
 from trainer.config import STCAConfig
 from trainer.model import TargetAttention
 from trainer.registry import build_model
-from trainer.synthetic import random_batch
 
 # Dense bf16 tensor-core peak per GPU name fragment (no sparsity), for MFU.
 PEAK_BF16_TFLOPS: dict[str, float] = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
@@ -403,7 +403,8 @@ def bench_attention_paths(args: argparse.Namespace, device: torch.device) -> dic
         row.update({kind: r.as_dict() for kind, r in measured.items()})
         row["shortcut_speedup"] = round(measured["sdpa"].ms / measured["shortcut"].ms, 2)
         print(
-            f"(attention) B={b} m={m} L={length}: shortcut {measured['shortcut'].ms:.2f} ms, sdpa {measured['sdpa'].ms:.2f} ms"
+            f"(attention) B={b} m={m} L={length}: shortcut {measured['shortcut'].ms:.2f} ms, "
+            f"sdpa {measured['sdpa'].ms:.2f} ms"
         )
         out["rows"].append(row)
     out["faster"] = "shortcut" if all(r["shortcut_speedup"] > 1 for r in out["rows"]) else "sdpa or mixed"
@@ -444,7 +445,9 @@ def bench_bf16_mfu(args: argparse.Namespace, device: torch.device) -> dict[str, 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="benchmarks.trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="benchmarks.trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="CPU-sized run (a few minutes) -> trainer-quick.json")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
@@ -528,9 +531,11 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "notes": [
-            "(a) is a full training step (forward, backward, AdamW); (b) is forward+backward without the optimizer.",
-            "(b) runs both models in 'rlb' mode on the same batch; full self-attention has one [history; target] "
-            "sequence per target, so it shares nothing across targets. Measured at every length, never extrapolated.",
+            "(a) is a full training step (forward, backward, AdamW); (b) is forward+backward without the "
+            "optimizer.",
+            "(b) runs both models in 'rlb' mode on the same batch; full self-attention has one [history; "
+            "target] sequence per target, so it shares nothing across targets. Measured at every length, "
+            "never extrapolated.",
             "CPU memory: peak RSS growth over the measured steps (sampled every 2 ms), after warm-up.",
         ],
     }

@@ -11,13 +11,13 @@
     STCA over the recent r events only, VISTA (summary + the same r events), and VISTA served
     from int8-quantized cached summaries.
 
-Data for (d) is generated as tensors (`trainer.synthetic.planted_batch`), not by the Spark generator
-(pipelines/synthetic.py): it plants the same kind of signal (each user has two interest topics,
+Data for (d) is generated as tensors (`synthetic.batches.planted_batch`), not by the Spark generator
+(synthetic/logs.py): it plants the same kind of signal (each user has two interest topics,
 topic = item id modulo the topic count, as in the generator; old events lean towards them, the
 most recent `--clean-recent` events carry none; a target from an interest topic is finished with
 logit +2), but gives thousands of requests with exactly L events
 in seconds, where the Spark generator needs minutes per simulated day on this machine and gives
-mostly short histories. (a) uses loader.synthetic's request_samples (contract-exact rows,
+mostly short histories. (a) uses synthetic.tables' request_samples (contract-exact rows,
 heavy-tailed lengths capped at L) rewritten by Spark, so both tables share one writer and codec.
 
     python -m benchmarks.vista --quick      # CPU, a few minutes -> results/vista-quick.json
@@ -40,26 +40,25 @@ import torch
 
 from benchmarks.common import RESULTS, write_result
 from benchmarks.trainer import measure_interleaved, train_step
-from loader.batch import RequestBatch
-from loader.snapshot import resolve_snapshot
-from loader.synthetic import SyntheticSamples, write_synthetic_samples
-from trainer.config import STCAConfig
+from loader import RequestBatch, resolve_snapshot
+from synthetic.batches import planted_batch, random_batch
+from synthetic.tables import SyntheticSamples, write_synthetic_samples
+from trainer.config import VISTAConfig
 from trainer.metrics import auc
 from trainer.registry import build_model
-from trainer.synthetic import planted_batch, random_batch
 from trainer.vista import VistaRanker, VistaSummarizer, compact_batch
 
 
-def model_config(args: argparse.Namespace, **overrides: Any) -> STCAConfig:
+def model_config(args: argparse.Namespace, **overrides: Any) -> VISTAConfig:
     values: dict[str, Any] = {
         "d": args.d, "heads": args.heads, "layers": args.layers, "id_dim": 32, "head_hidden": 64,
         "item_buckets": 1 << 14, "author_buckets": 1 << 10, "user_buckets": 1 << 10,
         "summary_tokens": args.k, "recent_events": args.recent, "recon_items": 8,
     }  # fmt: skip
-    return STCAConfig(**{**values, **overrides})
+    return VISTAConfig(**{**values, **overrides})
 
 
-# -- (a) bytes per request -----------------------------------------------------------------------------
+# -- (a) bytes per request -------------------------------------------------------------------------
 def table_bytes(path: str) -> tuple[int, int]:
     snap = resolve_snapshot(path)
     return sum(f.size_bytes for f in snap.data_files), sum(f.num_records or 0 for f in snap.data_files)
@@ -80,26 +79,57 @@ def bench_bytes(args: argparse.Namespace) -> dict[str, Any]:
     for length in args.lengths:
         with tempfile.TemporaryDirectory(prefix="vista-bytes-") as tmp:
             raw = f"{tmp}/raw"
-            cfg = SyntheticSamples(num_requests=args.bytes_requests, dates=("2026-01-02",), l_max=length,
-                                   mean_hist=0.6 * length, max_targets=16, num_users=args.bytes_users, seed=args.seed)
+            cfg = SyntheticSamples(
+                num_requests=args.bytes_requests,
+                dates=("2026-01-02",),
+                l_max=length,
+                mean_hist=0.6 * length,
+                max_targets=16,
+                num_users=args.bytes_users,
+                seed=args.seed,
+            )
             write_synthetic_samples(raw, cfg)
             samples_path = REQUEST_SAMPLES.location(tmp)
             samples = spark.read.format("delta").load(raw).select(*REQUEST_SAMPLES.column_names)
-            overwrite_where(samples.repartition(1).sortWithinPartitions("user_id", "request_ts"), REQUEST_SAMPLES, samples_path, None)
+            overwrite_where(
+                samples.repartition(1).sortWithinPartitions("user_id", "request_ts"),
+                REQUEST_SAMPLES,
+                samples_path,
+                None,
+            )
             # One refresh: every user summarized as of the start of the request day (int8 values of
             # quantized Gaussian tokens, about what a LayerNorm-ed summary looks like).
-            users = sorted({r["user_id"] for r in spark.read.format("delta").load(samples_path).select("user_id").distinct().collect()})
-            q, scale = quantize(torch.randn(len(users), k, d, generator=torch.Generator().manual_seed(args.seed)))
+            user_rows = spark.read.format("delta").load(samples_path).select("user_id").distinct().collect()
+            users = sorted({r["user_id"] for r in user_rows})
+            q, scale = quantize(
+                torch.randn(len(users), k, d, generator=torch.Generator().manual_seed(args.seed))
+            )
             as_of = int(np.datetime64("2026-01-02", "ms").astype(np.int64))
             summ_rows = [(u, as_of, "bench", "int8", k, d, blob, s.tolist(), length, "2026-01-01")
                          for u, blob, s in zip(users, to_bytes(q), scale, strict=True)]
             summaries = spark.createDataFrame(summ_rows, USER_SUMMARIES.spark_schema())
             compact_path = REQUEST_SAMPLES_COMPACT.location(tmp)
-            compact = spark.read.format("delta").load(samples_path).transform(join_latest_summary(summaries, "bench", args.max_recent))
-            overwrite_where(compact.repartition(1).sortWithinPartitions("user_id", "request_ts"), REQUEST_SAMPLES_COMPACT, compact_path, None)
-            stats = spark.read.format("delta").load(compact_path).agg(
-                F.avg("source_hist_len").alias("hist"), F.avg("hist_len").alias("raw"), F.count("*").alias("n")
-            ).first()
+            compact = (
+                spark.read.format("delta")
+                .load(samples_path)
+                .transform(join_latest_summary(summaries, "bench", args.max_recent))
+            )
+            overwrite_where(
+                compact.repartition(1).sortWithinPartitions("user_id", "request_ts"),
+                REQUEST_SAMPLES_COMPACT,
+                compact_path,
+                None,
+            )
+            stats = (
+                spark.read.format("delta")
+                .load(compact_path)
+                .agg(
+                    F.avg("source_hist_len").alias("hist"),
+                    F.avg("hist_len").alias("raw"),
+                    F.count("*").alias("n"),
+                )
+                .first()
+            )
             assert stats is not None
             full_bytes, n_full = table_bytes(samples_path)
             compact_bytes, n_compact = table_bytes(compact_path)
@@ -117,12 +147,13 @@ def bench_bytes(args: argparse.Namespace) -> dict[str, Any]:
     prod_k, prod_d = 128, 256
     return {
         "k": k, "d": d, "max_recent": args.max_recent, "rows": rows,
-        "summary_payload_bytes": {"this_k_d_int8": k * d + 4 * k, "paper_k128_d256_int8": prod_k * prod_d + 4 * prod_k,
+        "summary_payload_bytes": {"this_k_d_int8": k * d + 4 * k,
+                                  "paper_k128_d256_int8": prod_k * prod_d + 4 * prod_k,
                                   "paper_k128_d256_fp16": 2 * prod_k * prod_d + 4 * prod_k},
     }  # fmt: skip
 
 
-# -- (b) training step time ---------------------------------------------------------------------------------
+# -- (b) training step time ------------------------------------------------------------------------
 def bench_steps(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device("cpu")
     config = model_config(args)
@@ -134,13 +165,16 @@ def bench_steps(args: argparse.Namespace) -> dict[str, Any]:
         stca, vista = build_model("stca", config), build_model("vista", config)
         assert isinstance(vista, VistaRanker)
         cached = compact_batch(vista, batch, "int8")
-        cached = replace(cached, requests=batch.with_history_suffix(args.recent))  # what the compact table holds
+        # what the compact table holds
+        cached = replace(cached, requests=batch.with_history_suffix(args.recent))
         steps: dict[str, Callable[[], None]] = {
             "stca": train_step(stca, batch, "rlb", device, "fp32"),
             "vista_joint": train_step(vista, batch, "rlb", device, "fp32"),
             "vista_cached": train_step(vista, cached, "rlb", device, "fp32"),  # type: ignore[arg-type]
         }
-        measured = measure_interleaved(steps, dict.fromkeys(steps, args.repeats), device, dict.fromkeys(steps, args.warmup))
+        measured = measure_interleaved(
+            steps, dict.fromkeys(steps, args.repeats), device, dict.fromkeys(steps, args.warmup)
+        )
         row: dict[str, Any] = {"hist_len": length, **{name: r.as_dict() for name, r in measured.items()}}
         row["stca_over_vista_joint"] = round(measured["stca"].ms / measured["vista_joint"].ms, 2)
         row["stca_over_vista_cached"] = round(measured["stca"].ms / measured["vista_cached"].ms, 1)
@@ -150,7 +184,7 @@ def bench_steps(args: argparse.Namespace) -> dict[str, Any]:
     return {"batch_size": b, "targets": m, "config": config.to_dict(), "rows": rows}
 
 
-# -- (c) summarizer: softmax vs linear ------------------------------------------------------------------------
+# -- (c) summarizer: softmax vs linear -------------------------------------------------------------
 def bench_summarizer(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device("cpu")
     rows = []
@@ -159,33 +193,56 @@ def bench_summarizer(args: argparse.Namespace) -> dict[str, Any]:
         mask = torch.ones(args.summarizer_batch, length, dtype=torch.bool)
         for k in args.summarizer_k:
             torch.manual_seed(args.seed)
-            mods = {kind: VistaSummarizer(model_config(args, summary_tokens=k, summary_attention=kind)) for kind in ("softmax", "linear")}
+            mods = {
+                kind: VistaSummarizer(model_config(args, summary_tokens=k, summary_attention=kind))
+                for kind in ("softmax", "linear")
+            }
 
-            def step(mod: VistaSummarizer, x: torch.Tensor = x, mask: torch.Tensor = mask) -> Callable[[], None]:
+            def step(
+                mod: VistaSummarizer, x: torch.Tensor = x, mask: torch.Tensor = mask
+            ) -> Callable[[], None]:
                 def run() -> None:
                     mod(x, mask).sum().backward()
                     mod.zero_grad(set_to_none=True)
 
                 return run
 
-            measured = measure_interleaved({kind: step(mod) for kind, mod in mods.items()}, dict.fromkeys(mods, args.repeats),
-                                           device, dict.fromkeys(mods, args.warmup))
+            measured = measure_interleaved(
+                {kind: step(mod) for kind, mod in mods.items()},
+                dict.fromkeys(mods, args.repeats),
+                device,
+                dict.fromkeys(mods, args.warmup),
+            )
             row = {"hist_len": length, "k": k, "d": args.d, "heads": args.heads,
                    **{kind: r.as_dict() for kind, r in measured.items()},
                    "linear_speedup": round(measured["softmax"].ms / measured["linear"].ms, 2)}
-            print(f"(c) L={length} k={k}: softmax {measured['softmax'].ms:.1f} ms, linear {measured['linear'].ms:.1f} ms", flush=True)
+            print(
+                f"(c) L={length} k={k}: softmax {measured['softmax'].ms:.1f} ms, "
+                f"linear {measured['linear'].ms:.1f} ms",
+                flush=True,
+            )
             rows.append(row)
     return {"batch_size": args.summarizer_batch, "rows": rows}
 
 
-# -- (d) AUC with a planted long-range signal -----------------------------------------------------------------
+# -- (d) AUC with a planted long-range signal ------------------------------------------------------
 def bench_auc(args: argparse.Namespace) -> dict[str, Any]:
     length, r = args.auc_len, args.recent
     # user_buckets=1: planted requests come from random users, so a user-id table only memorises
     # noise (with 1,024 buckets STCA stayed at AUC 0.50 even at L = 64, where without it passes 0.6).
-    config = model_config(args, d=args.auc_d, heads=2, layers=2, id_dim=32, head_hidden=64, summary_tokens=args.auc_k,
-                          user_buckets=1)
-    evaluation = planted_batch(args.auc_eval, length, args.targets, clean_recent=args.clean_recent, seed=10_000)
+    config = model_config(
+        args,
+        d=args.auc_d,
+        heads=2,
+        layers=2,
+        id_dim=32,
+        head_hidden=64,
+        summary_tokens=args.auc_k,
+        user_buckets=1,
+    )
+    evaluation = planted_batch(
+        args.auc_eval, length, args.targets, clean_recent=args.clean_recent, seed=10_000
+    )
 
     def recent_only(batch: RequestBatch) -> RequestBatch:
         return batch.with_history_suffix(r)
@@ -195,8 +252,16 @@ def bench_auc(args: argparse.Namespace) -> dict[str, Any]:
         "stca_recent": ("stca", recent_only),
         "vista": ("vista", lambda x: x),
     }
-    out: dict[str, Any] = {"hist_len": length, "recent_events": r, "clean_recent": args.clean_recent,
-                           "steps": args.auc_steps, "batch_size": args.auc_batch, "config": config.to_dict(), "auc": {}, "train_seconds": {}}
+    out: dict[str, Any] = {
+        "hist_len": length,
+        "recent_events": r,
+        "clean_recent": args.clean_recent,
+        "steps": args.auc_steps,
+        "batch_size": args.auc_batch,
+        "config": config.to_dict(),
+        "auc": {},
+        "train_seconds": {},
+    }
     models: dict[str, torch.nn.Module] = {}
     for name, (kind, view) in variants.items():
         torch.manual_seed(args.seed)
@@ -215,8 +280,10 @@ def bench_auc(args: argparse.Namespace) -> dict[str, Any]:
         out["auc"][name] = round(auc(probs.flatten(), evaluation.labels[..., 0].flatten()), 4)
         models[name] = model
         print(f"(d) {name}: AUC {out['auc'][name]} ({out['train_seconds'][name]} s)", flush=True)
-    # The ceiling: the share of the request's history from the target's topic, a score that reads the planted rule.
-    match = (evaluation.hist_author_id[:, None, :] == evaluation.tgt_author_id[:, :, None]).float().mean(-1)  # (B, M)
+    # The ceiling: the share of the request's history from the target's topic, a score that reads
+    # the planted rule.
+    same_author = evaluation.hist_author_id[:, None, :] == evaluation.tgt_author_id[:, :, None]
+    match = same_author.float().mean(-1)  # (B, M)
     out["auc"]["oracle_topic_share"] = round(auc(match.flatten(), evaluation.labels[..., 0].flatten()), 4)
     vista = models["vista"]
     assert isinstance(vista, VistaRanker)
@@ -229,11 +296,20 @@ def bench_auc(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-# -- CLI ----------------------------------------------------------------------------------------------------------
+# -- CLI -------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="benchmarks.vista", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="CPU-sized (a few minutes) -> results/vista-quick.json")
-    p.add_argument("--sections", nargs="+", choices=["bytes", "steps", "summarizer", "auc"], default=["bytes", "steps", "summarizer", "auc"])
+    p = argparse.ArgumentParser(
+        prog="benchmarks.vista", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="CPU-sized (a few minutes) -> results/vista-quick.json"
+    )
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        choices=["bytes", "steps", "summarizer", "auc"],
+        default=["bytes", "steps", "summarizer", "auc"],
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lengths", type=int, nargs="+", default=[2_000, 10_000])
@@ -258,7 +334,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--auc-d", type=int, default=32)
     p.add_argument("--auc-k", type=int, default=8)
     p.add_argument("--auc-lr", type=float, default=1e-3)
-    p.add_argument("--clean-recent", type=int, default=256, help="(d) most recent events without the planted signal")
+    p.add_argument(
+        "--clean-recent", type=int, default=256, help="(d) most recent events without the planted signal"
+    )
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     quick = a.quick

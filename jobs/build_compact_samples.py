@@ -15,97 +15,126 @@ differs from the request_samples partition's.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import logging
 import sys
 from dataclasses import dataclass
 
-from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import configure_logging, job_parser, timed
-from jobs.delta_io import ensure_table, latest_version, overwrite_partition, read_table, table_exists
-from jobs.spark_session import get_spark
+from jobs.cli import job_parser, previous_day
+from jobs.delta_io import latest_version, partition_predicate, read_table, table_exists
+from jobs.runner import Summary, run_job
+from jobs.verified_write import ConservationError, TableWrites
 from pipelines.request_samples import clustered_by_user
 from pipelines.summary_join import join_latest_summary
-from schemas import REQUEST_SAMPLES, REQUEST_SAMPLES_COMPACT, USER_SUMMARIES
-
-log = logging.getLogger("build_compact_samples")
+from schemas import DEFAULT_WAREHOUSE, REQUEST_SAMPLES, REQUEST_SAMPLES_COMPACT, USER_SUMMARIES
 
 DEFAULT_MAX_RECENT = 256
+DEFAULT_MAX_STALENESS_DAYS = 7
 
 
-class CompactCountError(RuntimeError):
+class CompactCountError(ConservationError):
     """The compact partition does not hold exactly the request_samples partition's requests."""
 
 
 @dataclass(frozen=True)
 class Args:
-    warehouse: str
     date: str
-    model_version: str
-    max_recent: int = DEFAULT_MAX_RECENT
-    max_staleness_days: int = 7
+    model_version: str  # the user_summaries model_version to attach
+    warehouse: str = DEFAULT_WAREHOUSE
+    max_recent: int = DEFAULT_MAX_RECENT  # raw events kept per request after its summary
+    max_staleness_days: int = DEFAULT_MAX_STALENESS_DAYS  # older summaries are ignored
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     p = job_parser("build_compact_samples", __doc__)
     p.add_argument("--model-version", required=True, help="user_summaries model_version to attach")
-    p.add_argument("--max-recent", type=int, default=DEFAULT_MAX_RECENT,
-                   help="raw events kept per request after its summary, most recent first (default: %(default)s)")
-    p.add_argument("--max-staleness-days", type=int, default=7,
-                   help="ignore summaries refreshed more than this many days before D (default: %(default)s)")
+    p.add_argument(
+        "--max-recent",
+        type=int,
+        default=DEFAULT_MAX_RECENT,
+        help="raw events kept per request after its summary, most recent first (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-staleness-days",
+        type=int,
+        default=DEFAULT_MAX_STALENESS_DAYS,
+        help="ignore summaries refreshed more than this many days before D (default: %(default)s)",
+    )
     ns = p.parse_args(argv)
     if ns.max_recent < 0 or ns.max_staleness_days < 0:
-        p.error(f"--max-recent and --max-staleness-days must be >= 0, got {ns.max_recent}, {ns.max_staleness_days}")
-    return Args(ns.warehouse, ns.date, ns.model_version, ns.max_recent, ns.max_staleness_days)
+        p.error(
+            "--max-recent and --max-staleness-days must be >= 0, "
+            f"got {ns.max_recent}, {ns.max_staleness_days}"
+        )
+    return Args(
+        date=ns.date,
+        model_version=ns.model_version,
+        warehouse=ns.warehouse,
+        max_recent=ns.max_recent,
+        max_staleness_days=ns.max_staleness_days,
+    )
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    configure_logging()
-    args = parse_args(argv)
-    spark = get_spark()
+def _written_counts(written: DataFrame) -> Row | None:
+    return written.agg(
+        F.count("*").alias("requests"),
+        F.countDistinct("request_id").alias("ids"),
+        F.count("summary").alias("with_summary"),
+        F.sum("hist_len").alias("raw"),
+        F.sum("source_hist_len").alias("source"),
+    ).first()
+
+
+def run(spark: SparkSession, args: Args) -> Summary:
+    """Builds partition D of request_samples_compact; raises CompactCountError, after restoring
+    the table, unless it holds each of request_samples' requests of D exactly once."""
     samples_path = REQUEST_SAMPLES.location(args.warehouse)
     summaries_path = USER_SUMMARIES.location(args.warehouse)
     out_path = REQUEST_SAMPLES_COMPACT.location(args.warehouse)
-    first = (dt.date.fromisoformat(args.date) - dt.timedelta(days=args.max_staleness_days)).isoformat()
-    with timed() as t:
-        samples_version = latest_version(spark, samples_path) if table_exists(spark, samples_path) else None
-        requests = read_table(spark, REQUEST_SAMPLES, samples_path).where(F.col("date") == args.date)
-        if table_exists(spark, summaries_path):
-            summaries_version: int | None = latest_version(spark, summaries_path)
-            summaries = read_table(spark, USER_SUMMARIES, summaries_path).where(
-                (F.col("date") >= first) & (F.col("date") <= args.date) & (F.col("model_version") == args.model_version)
-            )
-        else:  # no refresh yet: every request keeps its recent raw events only
-            summaries_version = None
-            summaries = spark.createDataFrame([], USER_SUMMARIES.spark_schema())
-        compact = requests.transform(join_latest_summary(summaries, args.model_version, args.max_recent)).transform(
-            clustered_by_user
+    first = previous_day(args.date, days=args.max_staleness_days)
+    samples_version = latest_version(spark, samples_path) if table_exists(spark, samples_path) else None
+    requests = read_table(spark, REQUEST_SAMPLES, samples_path).where(F.col("date") == args.date)
+    if table_exists(spark, summaries_path):
+        summaries_version: int | None = latest_version(spark, summaries_path)
+        summaries = read_table(spark, USER_SUMMARIES, summaries_path).where(
+            F.col("date").between(first, args.date) & (F.col("model_version") == args.model_version)
         )
-        ensure_table(spark, REQUEST_SAMPLES_COMPACT, out_path)
-        before = latest_version(spark, out_path)
-        meta = json.dumps({"date": args.date, "model_version": args.model_version, "max_recent": args.max_recent,
-                           "request_samples_version": samples_version, "user_summaries_version": summaries_version},
-                          sort_keys=True)
-        overwrite_partition(compact, REQUEST_SAMPLES_COMPACT, out_path, {"date": args.date}, user_metadata=meta)
-        expected = requests.count()
-        written = (
-            spark.read.format("delta").load(out_path).where(F.col("date") == args.date)
-            .agg(F.count("*").alias("requests"), F.countDistinct("request_id").alias("ids"),
-                 F.count("summary").alias("with_summary"), F.sum("hist_len").alias("raw"),
-                 F.sum("source_hist_len").alias("source"))
-            .first()
+    else:  # no refresh yet: every request keeps its recent raw events only
+        summaries_version = None
+        summaries = spark.createDataFrame([], USER_SUMMARIES.spark_schema())
+    compact = requests.transform(join_latest_summary(summaries, args.model_version, args.max_recent))
+    compact = compact.transform(clustered_by_user)
+    meta = {
+        "date": args.date,
+        "model_version": args.model_version,
+        "max_recent": args.max_recent,
+        "request_samples_version": samples_version,
+        "user_summaries_version": summaries_version,
+    }
+    expected = requests.count()
+
+    def each_request_once(row: Row) -> str | None:
+        got = (int(row["requests"]), int(row["ids"]))
+        if got == (expected, expected):
+            return None
+        return (
+            f"date {args.date}: request_samples has {expected} requests, the compact partition "
+            f"(rows, distinct ids) {got}"
         )
-        if written is None or int(written["requests"]) != expected or int(written["ids"]) != expected:
-            DeltaTable.forPath(spark, out_path).restoreToVersion(before)
-            got = None if written is None else (int(written["requests"]), int(written["ids"]))
-            raise CompactCountError(
-                f"date {args.date}: request_samples has {expected} requests, the compact partition (rows, distinct "
-                f"ids) {got}; {REQUEST_SAMPLES_COMPACT.name} restored to version {before}"
-            )
-    summary = {
+
+    written = TableWrites(spark).overwrite_verified(
+        compact,
+        REQUEST_SAMPLES_COMPACT,
+        out_path,
+        partition_predicate(REQUEST_SAMPLES_COMPACT, {"date": args.date}),
+        _written_counts,
+        each_request_once,
+        json.dumps(meta, sort_keys=True),
+        error=CompactCountError,
+    )
+    return {
         "date": args.date,
         "model_version": args.model_version,
         "requests": expected,
@@ -115,10 +144,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "request_samples_version": samples_version,
         "user_summaries_version": summaries_version,
         "version": latest_version(spark, out_path),
-        "seconds": round(t["seconds"], 1),
     }
-    log.info("build_compact_samples: %s", json.dumps(summary))
-    return summary
+
+
+def main(argv: list[str] | None = None) -> Summary:
+    return run_job("build_compact_samples", run, parse_args(argv))
 
 
 if __name__ == "__main__":

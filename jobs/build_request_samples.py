@@ -23,28 +23,26 @@ impressions in the range are skipped, not an error (public logs have such days).
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from dataclasses import dataclass
 
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import configure_logging, iso_date, job_parser, previous_day, timed
+from jobs.cli import date_arg, job_parser, previous_day
 from jobs.counts import reason_counts
 from jobs.delta_io import (
     date_range_predicate,
-    ensure_table,
     latest_version,
     overwrite_where,
     partition_predicate,
     read_table,
 )
-from jobs.history_state import StateOrderError, read_state, state_versions, version_as_of
-from jobs.spark_session import get_spark
+from jobs.history_state import StateOrderError, StateVersion, read_state, state_versions, version_as_of
+from jobs.runner import Summary, run_job
+from jobs.verified_write import TableWrites
 from pipelines.request_samples import (
-    DEFAULT_L_MAX,
     clustered_by_user,
     requests_from_impressions,
     user_events_through_day,
@@ -57,6 +55,7 @@ from pipelines.validity import (
     with_impression_reject_reason,
 )
 from schemas import (
+    DEFAULT_WAREHOUSE,
     IMPRESSIONS,
     QUARANTINE,
     REQUEST_SAMPLES,
@@ -65,23 +64,17 @@ from schemas import (
     USER_HISTORY,
     TableContract,
 )
-
-log = logging.getLogger("build_request_samples")
+from schemas.constants import DEFAULT_L_MAX
 
 # Tables the job may write: the gate's staging table (default) or, ungated, the product itself.
 OUTPUTS: dict[str, TableContract] = {c.name: c for c in (REQUEST_SAMPLES_STAGING, REQUEST_SAMPLES)}
 
-
-class ConservationError(RuntimeError):
-    """Targets written + impressions quarantined != impressions read."""
-
-
 @dataclass(frozen=True)
 class Args:
-    warehouse: str
     date: str
-    l_max: int
-    allow_no_state: bool
+    warehouse: str = DEFAULT_WAREHOUSE
+    l_max: int = DEFAULT_L_MAX
+    allow_no_state: bool = False  # a missing state for D-1 is an empty one (first day of a new system)
     output: TableContract = REQUEST_SAMPLES_STAGING
     to_date: str | None = None  # last day of a backfill (inclusive); None: --date alone
 
@@ -92,7 +85,12 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     p = job_parser("build_request_samples", __doc__)
-    p.add_argument("--l-max", type=int, default=DEFAULT_L_MAX, help="most recent events kept per history (default: %(default)s)")
+    p.add_argument(
+        "--l-max",
+        type=int,
+        default=DEFAULT_L_MAX,
+        help="most recent events kept per history (default: %(default)s)",
+    )
     p.add_argument(
         "--allow-no-state",
         action="store_true",
@@ -102,102 +100,131 @@ def parse_args(argv: list[str] | None = None) -> Args:
         "--output",
         choices=sorted(OUTPUTS),
         default=REQUEST_SAMPLES_STAGING.name,
-        help="table to write: the gate's staging table, or request_samples directly, ungated (default: %(default)s)",
+        help="table to write: the gate's staging table, or request_samples directly, ungated "
+        "(default: %(default)s)",
     )
-    p.add_argument("--to-date", type=iso_date, help="build every day from --date to this one (inclusive) in one pass")
+    p.add_argument(
+        "--to-date", type=date_arg, help="build every day from --date to this one (inclusive) in one pass"
+    )
     ns = p.parse_args(argv)
     if ns.l_max < 1:
         p.error(f"--l-max must be >= 1, got {ns.l_max}")
     if ns.to_date is not None and ns.to_date < ns.date:
         p.error(f"--to-date {ns.to_date} is before --date {ns.date}")
-    return Args(ns.warehouse, ns.date, ns.l_max, ns.allow_no_state, OUTPUTS[ns.output], ns.to_date)
+    return Args(
+        date=ns.date,
+        warehouse=ns.warehouse,
+        l_max=ns.l_max,
+        allow_no_state=ns.allow_no_state,
+        output=OUTPUTS[ns.output],
+        to_date=ns.to_date,
+    )
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    configure_logging()
-    args = parse_args(argv)
-    spark = get_spark()
+def _state_as_of_previous_day(spark: SparkSession, args: Args) -> StateVersion | None:
+    """The user_history version as of D-1; refuses a missing one (unless allowed) or a short one."""
     state_path = USER_HISTORY.location(args.warehouse)
+    state_version = version_as_of(spark, state_path, previous_day(args.date))
+    if state_version is None and not args.allow_no_state:
+        have = [v.as_of_date for v in state_versions(spark, state_path)]
+        raise StateOrderError(
+            f"no user_history state as of {previous_day(args.date)} in {state_path} (states: {have[-5:]}); "
+            f"run build_user_history --date {previous_day(args.date)} first, or pass --allow-no-state"
+        )
+    if state_version and state_version.state_len is not None and state_version.state_len < args.l_max:
+        raise ValueError(
+            f"--l-max {args.l_max} exceeds the state's {state_version.state_len} events per user; "
+            f"rebuild user_history with --state-len >= {args.l_max}"
+        )
+    return state_version
+
+
+def _written_counts(written: DataFrame) -> Row | None:
+    return written.agg(
+        F.count("*").alias("requests"),
+        F.sum("num_targets").alias("targets"),
+        F.sum("hist_len").alias("hist"),
+        F.max("hist_len").alias("max_hist"),
+    ).first()
+
+
+def run(spark: SparkSession, args: Args) -> Summary:
+    """Builds the day (or range) into `args.output`; raises jobs.verified_write.ConservationError,
+    after restoring the output table, when targets written + impressions quarantined != impressions read."""
     out_path = args.output.location(args.warehouse)
     in_range = F.col("date").between(args.date, args.last_date)
     dates = args.date if args.to_date is None else f"{args.date}..{args.to_date}"
-    with timed() as t:
-        state_version = version_as_of(spark, state_path, previous_day(args.date))
-        if state_version is None and not args.allow_no_state:
-            have = [v.as_of_date for v in state_versions(spark, state_path)]
-            raise StateOrderError(
-                f"no user_history state as of {previous_day(args.date)} in {state_path} (states: {have[-5:]}); "
-                f"run build_user_history --date {previous_day(args.date)} first, or pass --allow-no-state"
-            )
-        if state_version and state_version.state_len is not None and state_version.state_len < args.l_max:
-            raise ValueError(
-                f"--l-max {args.l_max} exceeds the state's {state_version.state_len} events per user; "
-                f"rebuild user_history with --state-len >= {args.l_max}"
-            )
+    state_version = _state_as_of_previous_day(spark, args)
 
-        impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(in_range)
-        tagged = impressions.transform(with_impression_reject_reason).persist(StorageLevel.MEMORY_AND_DISK)
+    impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(in_range)
+    tagged = impressions.transform(with_impression_reject_reason).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
         reasons = reason_counts(tagged)
         if not reasons:
-            raise FileNotFoundError(f"no impressions for date {dates} under {args.warehouse}: the input partition is missing or empty")
+            raise FileNotFoundError(
+                f"no impressions for date {dates} under {args.warehouse}: "
+                f"the input partition is missing or empty"
+            )
         day_actions = valid_rows(
             read_table(spark, USER_ACTIONS, USER_ACTIONS.location(args.warehouse))
             .where(in_range)
             .transform(with_action_reject_reason)
         )
-        state = read_state(spark, state_path, state_version)
+        state = read_state(spark, USER_HISTORY.location(args.warehouse), state_version)
         samples = (
             requests_from_impressions(valid_rows(tagged))
             .transform(with_history_as_of_request(user_events_through_day(state, day_actions), args.l_max))
             .transform(clustered_by_user)
         )
         range_predicate = date_range_predicate(args.date, args.last_date)
+        # Not part of the checked writes: a failed check restores the output only (as it always has).
         overwrite_where(
             tagged.transform(to_quarantine("impressions")),
             QUARANTINE,
             QUARANTINE.location(args.warehouse),
             f"{partition_predicate(QUARANTINE, {'source_table': 'impressions'})} AND {range_predicate}",
         )
-        ensure_table(spark, args.output, out_path)
-        before = latest_version(spark, out_path)
-        meta = json.dumps({"date": args.date, "l_max": args.l_max, "state_version": state_version.version if state_version else None,
-                           **({"to_date": args.to_date} if args.to_date else {})})  # fmt: skip
-        overwrite_where(samples, args.output, out_path, range_predicate, user_metadata=meta)
-        written = (
-            spark.read.format("delta").load(out_path).where(in_range)
-            .agg(F.count("*").alias("requests"), F.sum("num_targets").alias("targets"), F.sum("hist_len").alias("hist"),
-                 F.max("hist_len").alias("max_hist"))
-            .first()
-        )
-        tagged.unpersist()
-        if written is None:
-            raise RuntimeError(f"request_samples at {out_path}: aggregate over date {dates} returned nothing")
-        requests, targets = int(written["requests"]), int(written["targets"] or 0)
         read = sum(reasons.values())
         quarantined = read - reasons.get(None, 0)
-        if read != targets + quarantined:
-            DeltaTable.forPath(spark, out_path).restoreToVersion(before)
-            raise ConservationError(
-                f"date {dates}: impressions read {read} != targets written {targets} + quarantined {quarantined}; "
-                f"{args.output.name} restored to version {before}"
+
+        def conserved(row: Row) -> str | None:
+            targets = int(row["targets"] or 0)
+            if read == targets + quarantined:
+                return None
+            return (
+                f"date {dates}: impressions read {read} != targets written {targets} "
+                f"+ quarantined {quarantined}"
             )
+
+        meta = {
+            "date": args.date,
+            "l_max": args.l_max,
+            "state_version": state_version.version if state_version else None,
+            **({"to_date": args.to_date} if args.to_date else {}),
+        }
+        written = TableWrites(spark).overwrite_verified(
+            samples, args.output, out_path, range_predicate, _written_counts, conserved, json.dumps(meta)
+        )
+    finally:
+        tagged.unpersist()
     reasons.pop(None, None)
-    summary = {
+    return {
         "date": args.date,
         **({"to_date": args.to_date} if args.to_date else {}),
         "table": args.output.name,
         "impressions_read": read,
-        "requests": requests,
-        "targets": targets,
+        "requests": int(written["requests"]),
+        "targets": int(written["targets"] or 0),
         "quarantined": dict(sorted((str(k), v) for k, v in reasons.items())),
         "history_elements": int(written["hist"] or 0),
         "max_hist_len": int(written["max_hist"] or 0),
         "state_version": state_version.version if state_version else None,
         "version": latest_version(spark, out_path),
-        "seconds": round(t["seconds"], 1),
     }
-    log.info("build_request_samples: %s", json.dumps(summary))
-    return summary
+
+
+def main(argv: list[str] | None = None) -> Summary:
+    return run_job("build_request_samples", run, parse_args(argv))
 
 
 if __name__ == "__main__":

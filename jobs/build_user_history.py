@@ -11,8 +11,6 @@ up to D.
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
 from dataclasses import dataclass
 
@@ -21,7 +19,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import configure_logging, job_parser, previous_day, timed
+from jobs.cli import job_parser, previous_day
 from jobs.counts import reason_counts
 from jobs.delta_io import (
     ensure_table,
@@ -38,13 +36,11 @@ from jobs.history_state import (
     state_metadata,
     state_versions,
 )
-from jobs.spark_session import get_spark
-from pipelines.request_samples import DEFAULT_L_MAX
+from jobs.runner import Summary, run_job
 from pipelines.user_history import merge_day_into_state
 from pipelines.validity import to_quarantine, valid_rows, with_action_reject_reason
-from schemas import QUARANTINE, USER_ACTIONS, USER_HISTORY
-
-log = logging.getLogger("build_user_history")
+from schemas import DEFAULT_WAREHOUSE, QUARANTINE, USER_ACTIONS, USER_HISTORY
+from schemas.constants import DEFAULT_L_MAX
 
 # Deletion vectors let the daily MERGE mark changed rows instead of rewriting whole files.
 STATE_PROPERTIES = {"delta.enableDeletionVectors": "true"}
@@ -52,20 +48,23 @@ STATE_PROPERTIES = {"delta.enableDeletionVectors": "true"}
 
 @dataclass(frozen=True)
 class Args:
-    warehouse: str
     date: str
-    state_len: int
+    warehouse: str = DEFAULT_WAREHOUSE
+    state_len: int = DEFAULT_L_MAX  # events kept per user, >= the samples' L_max
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     p = job_parser("build_user_history", __doc__)
     p.add_argument(
-        "--state-len", type=int, default=DEFAULT_L_MAX, help="events kept per user, >= the samples' L_max (default: %(default)s)"
+        "--state-len",
+        type=int,
+        default=DEFAULT_L_MAX,
+        help="events kept per user, >= the samples' L_max (default: %(default)s)",
     )
     ns = p.parse_args(argv)
     if ns.state_len < 1:
         p.error(f"--state-len must be >= 1, got {ns.state_len}")
-    return Args(ns.warehouse, ns.date, ns.state_len)
+    return Args(date=ns.date, warehouse=ns.warehouse, state_len=ns.state_len)
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,8 @@ def plan_day(spark: SparkSession, path: str, date: str) -> Plan:
     if versions and versions[-1].as_of_date > date:
         raise StateOrderError(
             f"user_history is as of {versions[-1].as_of_date}, after {date}: rebuilding {date} alone would "
-            f"mix days. Restore the state to the version of {previous_day(date)} (RESTORE TABLE delta.`{path}` "
-            f"TO VERSION AS OF n) and rebuild the days from {date} in order."
+            f"mix days. Restore the state to the version of {previous_day(date)} (RESTORE TABLE "
+            f"delta.`{path}` TO VERSION AS OF n) and rebuild the days from {date} in order."
         )
     base = find_as_of(versions, previous_day(date))  # same log read, not a second one
     if base is not None:
@@ -93,48 +92,55 @@ def plan_day(spark: SparkSession, path: str, date: str) -> Plan:
     return Plan(bootstrap=True, base=None)
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    configure_logging()
-    args = parse_args(argv)
-    spark = get_spark()
+def run(spark: SparkSession, args: Args) -> Summary:
+    """Quarantines day D's invalid actions and moves the state from D-1 to D (or bootstraps it)."""
     actions_path = USER_ACTIONS.location(args.warehouse)
     state_path = USER_HISTORY.location(args.warehouse)
-    with timed() as t:
-        plan = plan_day(spark, state_path, args.date)
-        actions = read_table(spark, USER_ACTIONS, actions_path)
-        day_filter = F.col("date") <= args.date if plan.bootstrap else F.col("date") == args.date
-        tagged = actions.where(day_filter).transform(with_action_reject_reason).persist(StorageLevel.MEMORY_AND_DISK)
+    plan = plan_day(spark, state_path, args.date)
+    actions = read_table(spark, USER_ACTIONS, actions_path)
+    day_filter = F.col("date") <= args.date if plan.bootstrap else F.col("date") == args.date
+    tagged = actions.where(day_filter).transform(with_action_reject_reason)
+    tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
         reasons = reason_counts(tagged)
         if not reasons:
             raise FileNotFoundError(
-                f"no user_actions for date {args.date} in {actions_path}: the input partition is missing or empty"
+                f"no user_actions for date {args.date} in {actions_path}: "
+                f"the input partition is missing or empty"
             )
         where = partition_predicate(QUARANTINE, {"source_table": "user_actions"})
         where += f" AND date <= '{args.date}'" if plan.bootstrap else f" AND date = '{args.date}'"
-        overwrite_where(tagged.transform(to_quarantine("user_actions")), QUARANTINE, QUARANTINE.location(args.warehouse), where)
+        quarantine = tagged.transform(to_quarantine("user_actions"))
+        overwrite_where(quarantine, QUARANTINE, QUARANTINE.location(args.warehouse), where)
 
         base = read_state(spark, state_path, plan.base)
         changed = base.transform(merge_day_into_state(valid_rows(tagged), args.date, args.state_len))
         meta = state_metadata(args.date, state_len=args.state_len, bootstrap=plan.bootstrap)
         write_state(spark, changed, state_path, meta, replace_all=plan.bootstrap)
         metrics = last_commit_metrics(spark, state_path)
+    finally:
         tagged.unpersist()
-    summary = {
+    if plan.bootstrap:
+        users_updated = metrics.get("numOutputRows", 0)
+    else:
+        users_updated = metrics.get("numTargetRowsUpdated", 0) + metrics.get("numTargetRowsInserted", 0)
+    return {
         "date": args.date,
         "bootstrap": plan.bootstrap,
         "actions_read": sum(reasons.values()),
         "actions_valid": reasons.pop(None, 0),
         "quarantined": dict(sorted((str(k), v) for k, v in reasons.items())),
-        "users_updated": metrics.get("numTargetRowsUpdated", 0) + metrics.get("numTargetRowsInserted", 0)
-        if not plan.bootstrap
-        else metrics.get("numOutputRows", 0),
-        "seconds": round(t["seconds"], 1),
+        "users_updated": users_updated,
     }
-    log.info("build_user_history: %s", json.dumps(summary))
-    return summary
 
 
-def write_state(spark: SparkSession, changed: DataFrame, path: str, user_metadata: str, replace_all: bool) -> None:
+def main(argv: list[str] | None = None) -> Summary:
+    return run_job("build_user_history", run, parse_args(argv))
+
+
+def write_state(
+    spark: SparkSession, changed: DataFrame, path: str, user_metadata: str, replace_all: bool
+) -> None:
     """MERGE the changed users' rows (or replace the table on bootstrap), recording the day."""
     ensure_table(spark, USER_HISTORY, path, STATE_PROPERTIES)
     if replace_all:

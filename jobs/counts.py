@@ -11,4 +11,5 @@ from pipelines.validity import REJECT_REASON
 
 def reason_counts(tagged: DataFrame) -> Counter[str | None]:
     """Rows per reject reason of a tagged input (None: valid rows); empty for an empty input."""
-    return Counter({r[REJECT_REASON]: int(r["count"]) for r in tagged.groupBy(REJECT_REASON).count().collect()})
+    rows = tagged.groupBy(REJECT_REASON).count().collect()
+    return Counter({r[REJECT_REASON]: int(r["count"]) for r in rows})

@@ -61,7 +61,9 @@ def partition_predicate(contract: TableContract, where: dict[str, str]) -> str:
     """SQL predicate `k = 'v' AND ...` over partition columns; rejects other columns."""
     unknown = [k for k in where if k not in contract.partition_by]
     if unknown:
-        raise ContractError(f"table {contract.name}: {unknown} are not partition columns {contract.partition_by}")
+        raise ContractError(
+            f"table {contract.name}: {unknown} are not partition columns {contract.partition_by}"
+        )
     return " AND ".join(f"{k} = '{v}'" for k, v in sorted(where.items()))
 
 
@@ -87,7 +89,10 @@ def overwrite_where(
     spark = df.sparkSession
     ensure_table(spark, contract, path)
     writer = conform(df, contract).write.format("delta").mode("overwrite")
-    writer = writer.option("replaceWhere", predicate) if predicate else writer.option("overwriteSchema", "true")
+    if predicate:
+        writer = writer.option("replaceWhere", predicate)
+    else:
+        writer = writer.option("overwriteSchema", "true")
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
     if contract.partition_by:

@@ -65,8 +65,13 @@ def write_record(root: Path, record: GateRecord) -> Path:
 def read_record(root: Path, date: str, table: str = REQUEST_SAMPLES_STAGING.name) -> GateRecord:
     path = record_path(root, date, table)
     if not path.exists():
-        raise GateRecordError(f"no quality gate record for {table} date {date} at {path}: run jobs/validate.py --date {date} first")
+        raise GateRecordError(
+            f"no quality gate record for {table} date {date} at {path}: "
+            f"run jobs/validate.py --date {date} first"
+        )
     try:
         return GateRecord(**json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as err:
-        raise GateRecordError(f"gate record {path} is unreadable ({err}): rerun jobs/validate.py --date {date}") from err
+        raise GateRecordError(
+            f"gate record {path} is unreadable ({err}): rerun jobs/validate.py --date {date}"
+        ) from err

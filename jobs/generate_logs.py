@@ -1,4 +1,4 @@
-"""Writes synthetic `impressions` and `user_actions` (pipelines/synthetic.py) to the warehouse.
+"""Writes synthetic `impressions` and `user_actions` (synthetic/logs.py) to the warehouse.
 
 Each table gets one atomic overwrite of exactly the generated date range: impressions for the
 request days, actions for the warm-up days plus the request days. Same arguments -> same
@@ -12,25 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
-from jobs.cli import configure_logging, iso_date, job_parser, timed
+from jobs.cli import date_arg, job_parser
 from jobs.delta_io import date_range_predicate, last_commit_metrics, overwrite_where
-from jobs.spark_session import get_spark
-from pipelines.synthetic import (
+from jobs.runner import Summary, run_job
+from schemas import DEFAULT_WAREHOUSE, IMPRESSIONS, USER_ACTIONS
+from synthetic.logs import (
     SyntheticConfig,
     clean_impressions,
     generate_actions,
     with_impression_bad_rows,
 )
-from schemas import IMPRESSIONS, USER_ACTIONS
-
-log = logging.getLogger("generate_logs")
 
 # SyntheticConfig fields exposed as flags (--num-users for num_users, ...), with their help.
 FLAGS: dict[str, str] = {
@@ -48,7 +44,9 @@ FLAGS: dict[str, str] = {
     "max_requests_per_day": "most requests of one user in one day",
     "max_targets": "most targets per request",
     "interest_logit": "finish-logit boost of interest-topic items (the planted signal)",
-    "affinity_logit": "finish-logit scale of a user's hidden taste per author, seen only in old feedback (0 = off)",
+    "affinity_logit": (
+        "finish-logit scale of a user's hidden taste per author, seen only in old feedback (0 = off)"
+    ),
     "bad_row_rate": "share of rows made invalid (0 disables)",
 }
 
@@ -69,8 +67,8 @@ def _clustered_by_date(df: DataFrame, table: str) -> DataFrame:
 
 @dataclass(frozen=True)
 class Args:
-    warehouse: str
-    config: SyntheticConfig
+    warehouse: str = DEFAULT_WAREHOUSE
+    config: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -80,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         default = getattr(defaults, name)
         p.add_argument(
             f"--{name.replace('_', '-')}",
-            type=iso_date if name == "start_date" else type(default),
+            type=date_arg if name == "start_date" else type(default),
             default=default,
             help=f"{help_text} (default: %(default)s)",
         )
@@ -88,49 +86,45 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return Args(warehouse=ns.pop("warehouse"), config=SyntheticConfig(**ns))
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Generates and writes both tables; returns the summary it logs."""
-    configure_logging()
-    args = parse_args(argv)
+def run(spark: SparkSession, args: Args) -> Summary:
+    """Generates and writes both tables; returns the row counts and the generated range."""
     cfg = args.config
-    spark = get_spark()
     metadata = json.dumps({"job": "generate_logs", **dataclasses.asdict(cfg)}, sort_keys=True)
     paths = {c.name: c.location(args.warehouse) for c in (IMPRESSIONS, USER_ACTIONS)}
-    with timed() as t:
-        users = spark.range(cfg.num_users).withColumnRenamed("id", "user_id")
-        # Read twice (impressions, and the actions of the watched ones): generate once.
-        clean = users.transform(clean_impressions(cfg)).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            overwrite_where(
-                _clustered_by_date(clean.transform(with_impression_bad_rows(cfg)), IMPRESSIONS.name),
-                IMPRESSIONS,
-                paths[IMPRESSIONS.name],
-                date_range_predicate(*cfg.impression_dates),
-                user_metadata=metadata,
-            )
-            overwrite_where(
-                _clustered_by_date(users.transform(generate_actions(cfg, clean)), USER_ACTIONS.name),
-                USER_ACTIONS,
-                paths[USER_ACTIONS.name],
-                date_range_predicate(*cfg.action_dates),
-                user_metadata=metadata,
-            )
-        finally:
-            clean.unpersist()
-        rows = {
-            name: last_commit_metrics(spark, path).get("numOutputRows", 0) for name, path in paths.items()
-        }
-    summary: dict[str, Any] = {
+    users = spark.range(cfg.num_users).withColumnRenamed("id", "user_id")
+    # Read twice (impressions, and the actions of the watched ones): generate once.
+    clean = users.transform(clean_impressions(cfg)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        overwrite_where(
+            _clustered_by_date(clean.transform(with_impression_bad_rows(cfg)), IMPRESSIONS.name),
+            IMPRESSIONS,
+            paths[IMPRESSIONS.name],
+            date_range_predicate(*cfg.impression_dates),
+            user_metadata=metadata,
+        )
+        overwrite_where(
+            _clustered_by_date(users.transform(generate_actions(cfg, clean)), USER_ACTIONS.name),
+            USER_ACTIONS,
+            paths[USER_ACTIONS.name],
+            date_range_predicate(*cfg.action_dates),
+            user_metadata=metadata,
+        )
+    finally:
+        clean.unpersist()
+    rows = {name: last_commit_metrics(spark, path).get("numOutputRows", 0) for name, path in paths.items()}
+    return {
         "rows": rows,
         "users": cfg.num_users,
         "impression_dates": list(cfg.impression_dates),
         "action_dates": list(cfg.action_dates),
         "seed": cfg.seed,
         "bad_row_rate": cfg.bad_row_rate,
-        "seconds": round(t["seconds"], 1),
     }
-    log.info("generate_logs: %s", json.dumps(summary))
-    return summary
+
+
+def main(argv: list[str] | None = None) -> Summary:
+    """Generates and writes both tables; returns the summary it logs (with `seconds`)."""
+    return run_job("generate_logs", run, parse_args(argv))
 
 
 if __name__ == "__main__":

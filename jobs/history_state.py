@@ -36,7 +36,8 @@ def state_versions(spark: SparkSession, path: str) -> list[StateVersion]:
     """Versions that completed a day, oldest first (later writes of the same day win)."""
     if not table_exists(spark, path):
         return []
-    rows = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").orderBy("version").collect()
+    history = DeltaTable.forPath(spark, path).history().select("version", "userMetadata")
+    rows = history.orderBy("version").collect()
     out = []
     for r in rows:
         try:

@@ -5,21 +5,20 @@ Idempotent: existing tables are left as they are."""
 from __future__ import annotations
 
 import argparse
-import logging
-import time
+import sys
 from dataclasses import dataclass
 
-from jobs.delta_io import ensure_table, latest_version
-from jobs.spark_session import get_spark
-from schemas import ALL_TABLES, DEFAULT_WAREHOUSE
+from pyspark.sql import SparkSession
 
-log = logging.getLogger("init_warehouse")
+from jobs.delta_io import ensure_table, latest_version
+from jobs.runner import Summary, run_job
+from schemas import ALL_TABLES, DEFAULT_WAREHOUSE
 
 
 @dataclass(frozen=True)
 class Args:
-    warehouse: str
-    tables: tuple[str, ...]
+    warehouse: str = DEFAULT_WAREHOUSE
+    tables: tuple[str, ...] = tuple(ALL_TABLES)
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -32,26 +31,20 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return Args(warehouse=ns.warehouse, tables=tuple(ns.tables))
 
 
-def main(argv: list[str] | None = None) -> dict[str, int]:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    start = time.monotonic()
-    spark = get_spark()
+def run(spark: SparkSession, args: Args) -> Summary:
+    """Creates the missing tables; the summary gives each table's current version."""
     versions: dict[str, int] = {}
     for name in args.tables:
         contract = ALL_TABLES[name]
         path = contract.location(args.warehouse)
         ensure_table(spark, contract, path)
         versions[name] = latest_version(spark, path)
-    log.info(
-        "init_warehouse: %d tables under %s (%s) in %.1fs",
-        len(versions),
-        args.warehouse,
-        ", ".join(f"{k}@v{v}" for k, v in versions.items()),
-        time.monotonic() - start,
-    )
-    return versions
+    return {"warehouse": args.warehouse, "versions": versions}
+
+
+def main(argv: list[str] | None = None) -> Summary:
+    return run_job("init_warehouse", run, parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from deltalake import DeltaTable
 
-from jobs.cli import iso_date
+from jobs.cli import date_arg
+from jobs.runner import Summary
 from schemas import ALL_TABLES, DEFAULT_WAREHOUSE, TableContract
 
 
@@ -37,25 +38,38 @@ def previous_date(contract: TableContract, warehouse: str, date: str) -> str | N
 
 @dataclass(frozen=True)
 class Args:
-    warehouse: str
-    date: str
+    date: str  # the partition every table must hold
     tables: tuple[str, ...]
+    warehouse: str = DEFAULT_WAREHOUSE
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    p = argparse.ArgumentParser(prog="partitions", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="partitions", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="warehouse root (default: %(default)s)")
-    p.add_argument("--date", required=True, type=iso_date, help="the partition to look for, YYYY-MM-DD")
-    p.add_argument("tables", nargs="+", choices=sorted(ALL_TABLES), help="tables that must hold the partition")
+    p.add_argument("--date", required=True, type=date_arg, help="the partition to look for, YYYY-MM-DD")
+    p.add_argument(
+        "tables", nargs="+", choices=sorted(ALL_TABLES), help="tables that must hold the partition"
+    )
     ns = p.parse_args(argv)
-    return Args(ns.warehouse, ns.date, tuple(ns.tables))
+    return Args(date=ns.date, tables=tuple(ns.tables), warehouse=ns.warehouse)
+
+
+def run(args: Args) -> Summary:
+    """Which of `args.tables` lack the partition. No Spark session, unlike the other jobs' `run`:
+    the sensor pokes every few minutes from the Airflow side and must not start a JVM."""
+    missing = [
+        t for t in args.tables if args.date not in partition_dates(ALL_TABLES[t].location(args.warehouse))
+    ]
+    return {"date": args.date, "warehouse": args.warehouse, "tables": list(args.tables), "missing": missing}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    missing = [t for t in args.tables if args.date not in partition_dates(ALL_TABLES[t].location(args.warehouse))]
-    print(json.dumps({"date": args.date, "warehouse": args.warehouse, "tables": list(args.tables), "missing": missing}))
-    return 1 if missing else 0
+    """Prints the summary as one JSON line; the exit status is the sensor's verdict (1: missing)."""
+    summary = run(parse_args(argv))
+    print(json.dumps(summary))
+    return 1 if summary["missing"] else 0
 
 
 if __name__ == "__main__":

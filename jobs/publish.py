@@ -14,13 +14,14 @@ replaces partition D with the same rows.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import configure_logging, job_parser, timed
+from jobs.cli import job_parser
 from jobs.delta_io import (
     MissingTableError,
     last_commit_metrics,
@@ -28,11 +29,11 @@ from jobs.delta_io import (
     overwrite_partition,
     table_exists,
 )
-from jobs.gate import GateRecordError, quality_root, read_record, record_path
-from jobs.spark_session import get_spark
-from schemas import REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING
+from jobs.gate import GateRecord, GateRecordError, quality_root, read_record, record_path
+from jobs.runner import Summary, run_job
+from schemas import DEFAULT_WAREHOUSE, REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING
 
-log = logging.getLogger("publish")
+STAGING = REQUEST_SAMPLES_STAGING.name
 
 
 class PublishRefusedError(RuntimeError):
@@ -41,66 +42,82 @@ class PublishRefusedError(RuntimeError):
 
 @dataclass(frozen=True)
 class Args:
-    warehouse: str
     date: str
-    quality_root: str | None
+    warehouse: str = DEFAULT_WAREHOUSE
+    quality_root: str | None = None  # where validate wrote its gate records; default <warehouse>/_quality
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     p = job_parser("publish", __doc__)
-    p.add_argument("--quality-root", default=None, help="where validate wrote its gate records (default: <warehouse>/_quality)")
+    p.add_argument(
+        "--quality-root",
+        default=None,
+        help="where validate wrote its gate records (default: <warehouse>/_quality)",
+    )
     ns = p.parse_args(argv)
-    return Args(ns.warehouse, ns.date, ns.quality_root)
+    return Args(date=ns.date, warehouse=ns.warehouse, quality_root=ns.quality_root)
 
 
 def publication_metadata(date: str, staging_version: int, record: str) -> str:
-    return json.dumps({"date": date, "staging_version": staging_version, "gate": "passed", "gate_record": record}, sort_keys=True)
+    meta = {"date": date, "staging_version": staging_version, "gate": "passed", "gate_record": record}
+    return json.dumps(meta, sort_keys=True)
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    configure_logging()
-    args = parse_args(argv)
-    root = quality_root(args.warehouse, args.quality_root)
-    spark = get_spark()
+def _passing_record(spark: SparkSession, args: Args, root: Path) -> GateRecord:
+    """The gate record of D, if it passed for the staging version that is current now."""
+    try:
+        record = read_record(root, args.date)
+    except GateRecordError as err:
+        raise PublishRefusedError(f"refusing to publish {args.date}: {err}") from err
+    if not record.success:
+        raise PublishRefusedError(
+            f"refusing to publish {args.date}: the quality gate failed for {STAGING} version "
+            f"{record.staging_version} (see {record.data_docs}); fix the data, rebuild and rerun validate"
+        )
     staging = REQUEST_SAMPLES_STAGING.location(args.warehouse)
+    if not table_exists(spark, staging):
+        raise MissingTableError(f"no {STAGING} table at {staging}: run build_request_samples first")
+    current = latest_version(spark, staging)
+    if current != record.staging_version:
+        raise PublishRefusedError(
+            f"refusing to publish {args.date}: the gate validated {STAGING} version {record.staging_version} "
+            f"but the table is now at version {current}; rerun validate --date {args.date}"
+        )
+    return record
+
+
+def run(spark: SparkSession, args: Args) -> Summary:
+    """Copies the validated staging partition D into request_samples; raises PublishRefusedError
+    (request_samples untouched) without a passing gate record for the current staging version."""
+    root = quality_root(args.warehouse, args.quality_root)
     out_path = REQUEST_SAMPLES.location(args.warehouse)
-    with timed() as t:
-        try:
-            record = read_record(root, args.date)
-        except GateRecordError as err:
-            raise PublishRefusedError(f"refusing to publish {args.date}: {err}") from err
-        if not record.success:
-            raise PublishRefusedError(
-                f"refusing to publish {args.date}: the quality gate failed for {REQUEST_SAMPLES_STAGING.name} version "
-                f"{record.staging_version} (see {record.data_docs}); fix the data, rebuild and rerun validate"
-            )
-        if not table_exists(spark, staging):
-            raise MissingTableError(f"no {REQUEST_SAMPLES_STAGING.name} table at {staging}: run build_request_samples first")
-        current = latest_version(spark, staging)
-        if current != record.staging_version:
-            raise PublishRefusedError(
-                f"refusing to publish {args.date}: the gate validated {REQUEST_SAMPLES_STAGING.name} version "
-                f"{record.staging_version} but the table is now at version {current}; rerun validate --date {args.date}"
-            )
-        staged = spark.read.format("delta").option("versionAsOf", record.staging_version).load(staging).where(F.col("date") == args.date)
-        meta = publication_metadata(args.date, record.staging_version, str(record_path(root, args.date)))
-        overwrite_partition(staged, REQUEST_SAMPLES, out_path, {"date": args.date}, user_metadata=meta)
-        written = last_commit_metrics(spark, out_path).get("numOutputRows", 0)
-        if written != record.rows:
-            # Cannot happen unless the staging version was altered outside Delta; say so loudly.
-            raise RuntimeError(
-                f"published {written} rows for {args.date} but the gate validated {record.rows} at staging version "
-                f"{record.staging_version}; inspect {out_path} (DESCRIBE HISTORY) and restore the previous version"
-            )
-    summary = {
+    record = _passing_record(spark, args, root)
+    staged = (
+        spark.read.format("delta")
+        .option("versionAsOf", record.staging_version)
+        .load(REQUEST_SAMPLES_STAGING.location(args.warehouse))
+        .where(F.col("date") == args.date)
+    )
+    meta = publication_metadata(args.date, record.staging_version, str(record_path(root, args.date)))
+    overwrite_partition(staged, REQUEST_SAMPLES, out_path, {"date": args.date}, user_metadata=meta)
+    written = last_commit_metrics(spark, out_path).get("numOutputRows", 0)
+    if written != record.rows:
+        # Cannot happen unless the staging version was altered outside Delta; say so loudly.
+        raise RuntimeError(
+            f"published {written} rows for {args.date} but the gate validated {record.rows} at staging "
+            f"version {record.staging_version}; inspect {out_path} (DESCRIBE HISTORY) and restore the "
+            f"previous version"
+        )
+    return {
         "date": args.date,
         "staging_version": record.staging_version,
         "rows": written,
         "version": latest_version(spark, out_path),
-        "seconds": round(t["seconds"], 1),
     }
-    log.info("publish: %s", json.dumps(summary))
-    return summary
+
+
+def main(argv: list[str] | None = None) -> Summary:
+    return run_job("publish", run, parse_args(argv))
 
 
 if __name__ == "__main__":

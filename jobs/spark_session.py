@@ -103,7 +103,14 @@ def local_submit_args(jars_dir: Path = DEFAULT_JARS_DIR) -> list[str]:
     """spark-submit arguments that give a local submit the same Delta set-up as get_spark()."""
     settings = SparkSettings()
     # spark-submit would give the driver (the whole local JVM) 1 GiB; get_spark() gives it this.
-    args = ["--master", settings.master, "--driver-memory", settings.driver_memory, "--jars", ",".join(delta_jars(jars_dir))]
+    args = [
+        "--master",
+        settings.master,
+        "--driver-memory",
+        settings.driver_memory,
+        "--jars",
+        ",".join(delta_jars(jars_dir)),
+    ]
     for key, value in REQUIRED_CONF.items():
         args += ["--conf", f"{key}={value}"]
     return args

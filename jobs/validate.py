@@ -21,21 +21,28 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import configure_logging, job_parser, timed
+from jobs.cli import job_parser
 from jobs.delta_io import MissingTableError, latest_version, read_table, table_exists
 from jobs.gate import GateRecord, quality_root, write_record
 from jobs.partitions import previous_date
-from jobs.spark_session import get_spark
+from jobs.runner import Summary, run_job
 from pipelines.quality import conservation_frame, drift_frame, profile, with_row_checks
-from schemas import IMPRESSIONS, QUARANTINE, REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING, USER_ACTIONS
+from schemas import (
+    DEFAULT_WAREHOUSE,
+    IMPRESSIONS,
+    QUARANTINE,
+    REQUEST_SAMPLES,
+    REQUEST_SAMPLES_STAGING,
+    USER_ACTIONS,
+)
 from schemas.quality import (
     SUITE_CONSERVATION,
     SUITE_DRIFT,
@@ -63,35 +70,43 @@ class QualityGateError(RuntimeError):
 
 @dataclass(frozen=True)
 class Args:
-    warehouse: str
     date: str
-    quality_root: str | None
-    thresholds: GateThresholds
+    warehouse: str = DEFAULT_WAREHOUSE
+    quality_root: str | None = None  # default: <warehouse>/_quality
+    thresholds: GateThresholds = field(default_factory=GateThresholds)
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     p = job_parser("validate", __doc__)
-    p.add_argument("--quality-root", default=None, help="folder for GX results, Data Docs and gate records (default: <warehouse>/_quality)")
+    p.add_argument(
+        "--quality-root",
+        default=None,
+        help="folder for GX results, Data Docs and gate records (default: <warehouse>/_quality)",
+    )
     defaults = GateThresholds()
     for f in dataclasses.fields(GateThresholds):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        p.add_argument(flag, type=type(default), default=default, help=f"{f.metadata['help']} (default: %(default)s)")
+        help_text = f"{f.metadata['help']} (default: %(default)s)"
+        p.add_argument(flag, type=type(default), default=default, help=help_text)
     p.add_argument(
         "--thresholds-json",
         default="{}",
-        help='thresholds as a JSON object over the flags above, e.g. \'{"max_targets": 30}\' (what the Airflow DAG passes)',
+        help='thresholds as a JSON object over the flags above, e.g. \'{"max_targets": 30}\' '
+        "(what the Airflow DAG passes)",
     )
     ns = p.parse_args(argv)
     values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(GateThresholds)}
     try:
         overrides = json.loads(ns.thresholds_json)
         if not isinstance(overrides, dict) or set(overrides) - set(values):
-            raise ValueError(f"expected a JSON object with keys from {sorted(values)}, got {ns.thresholds_json}")
+            raise ValueError(
+                f"expected a JSON object with keys from {sorted(values)}, got {ns.thresholds_json}"
+            )
         thresholds = GateThresholds(**{**values, **overrides})
     except (ValueError, TypeError) as err:
         p.error(f"--thresholds-json / threshold flags: {err}")
-    return Args(ns.warehouse, ns.date, ns.quality_root, thresholds)
+    return Args(date=ns.date, warehouse=ns.warehouse, quality_root=ns.quality_root, thresholds=thresholds)
 
 
 @dataclass(frozen=True)
@@ -119,7 +134,9 @@ def _failure(r: Any) -> dict[str, Any]:
     }
 
 
-def run_suites(root: Path, run_name: str, batches: list[Batch], parameters: dict[str, float | int]) -> dict[str, dict[str, Any]]:
+def run_suites(
+    root: Path, run_name: str, batches: list[Batch], parameters: dict[str, float | int]
+) -> dict[str, dict[str, Any]]:
     """Runs each batch through GX in the file-backed project at `root/gx` (suites are
     re-registered from code each run, so the code is the source of truth), stores the
     validation results there, rebuilds the Data Docs, and returns per suite: success, counts and
@@ -138,12 +155,15 @@ def run_suites(root: Path, run_name: str, batches: list[Batch], parameters: dict
     out: dict[str, dict[str, Any]] = {}
     for batch in batches:
         name = batch.suite.name
-        asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(name=name)
-        definition = next((d for d in asset.batch_definitions if d.name == "whole"), None) or asset.add_batch_definition_whole_dataframe(
-            "whole"
-        )
+        asset = next((a for a in source.assets if a.name == name), None)
+        asset = asset or source.add_dataframe_asset(name=name)
+        definition = next(
+            (d for d in asset.batch_definitions if d.name == "whole"), None
+        ) or asset.add_batch_definition_whole_dataframe("whole")
         suite = ctx.suites.add_or_update(batch.suite)
-        validation = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=name, data=definition, suite=suite))
+        validation = ctx.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=definition, suite=suite)
+        )
         formats = [ResultFormat.SUMMARY] if batch.small else [ResultFormat.BOOLEAN_ONLY, ResultFormat.SUMMARY]
         for result_format in formats:
             result = validation.run(
@@ -160,44 +180,48 @@ def run_suites(root: Path, run_name: str, batches: list[Batch], parameters: dict
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    configure_logging()
-    args = parse_args(argv)
+def run(spark: SparkSession, args: Args) -> Summary:
+    """Validates day D of the staging table and writes the gate record; raises QualityGateError
+    (after writing the failed record and logging the summary) when any expectation fails."""
     root = quality_root(args.warehouse, args.quality_root)
-    spark = get_spark()
     staging = REQUEST_SAMPLES_STAGING.location(args.warehouse)
     notes: list[str] = []
-    with timed() as t:
-        if not table_exists(spark, staging):
-            raise MissingTableError(
-                f"no {REQUEST_SAMPLES_STAGING.name} table at {staging}: run build_request_samples --date {args.date} first"
-            )
-        version = latest_version(spark, staging)  # validated and recorded: publish copies exactly this version
-        day = F.col("date") == args.date
-        checked = spark.read.format("delta").option("versionAsOf", version).load(staging).where(day).transform(with_row_checks).persist(StorageLevel.MEMORY_AND_DISK)
-        rows = checked.count()
-        # GX runs a Spark job per metric bundle: keep the day's inputs in memory for all of them.
-        impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(day).persist(StorageLevel.MEMORY_AND_DISK)
-        actions = read_table(spark, USER_ACTIONS, USER_ACTIONS.location(args.warehouse)).where(day).persist(StorageLevel.MEMORY_AND_DISK)
-        quarantined = read_table(spark, QUARANTINE, QUARANTINE.location(args.warehouse)).where(
-            day & (F.col("source_table") == IMPRESSIONS.name)
+    if not table_exists(spark, staging):
+        raise MissingTableError(
+            f"no {REQUEST_SAMPLES_STAGING.name} table at {staging}: "
+            f"run build_request_samples --date {args.date} first"
         )
-        batches = [
-            Batch(request_samples_suite(), checked),
-            Batch(impressions_suite(), impressions),
-            Batch(user_actions_suite(), actions),
-            Batch(conservation_suite(), conservation_frame(impressions, checked, quarantined), small=True),
-        ]
-        baseline = previous_date(REQUEST_SAMPLES, args.warehouse, args.date)
-        if baseline is None:
-            notes.append(f"drift not checked: request_samples has no published partition before {args.date}")
-        else:
-            published = spark.read.format("delta").load(REQUEST_SAMPLES.location(args.warehouse)).where(F.col("date") == baseline)
-            batches.append(Batch(drift_suite(), profile(checked).transform(drift_frame(profile(published))), small=True))
-            notes.append(f"drift checked against request_samples date {baseline}")
-        suites = run_suites(root, f"{REQUEST_SAMPLES_STAGING.name}-{args.date}-v{version}", batches, args.thresholds.parameters())
-        for frame in (checked, impressions, actions):
-            frame.unpersist()
+    version = latest_version(spark, staging)  # validated and recorded: publish copies exactly this version
+    day = F.col("date") == args.date
+    keep = StorageLevel.MEMORY_AND_DISK
+    staged = spark.read.format("delta").option("versionAsOf", version).load(staging).where(day)
+    checked = staged.transform(with_row_checks).persist(keep)
+    rows = checked.count()
+    # GX runs a Spark job per metric bundle: keep the day's inputs in memory for all of them.
+    impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(day)
+    impressions = impressions.persist(keep)
+    actions = read_table(spark, USER_ACTIONS, USER_ACTIONS.location(args.warehouse)).where(day).persist(keep)
+    quarantined = read_table(spark, QUARANTINE, QUARANTINE.location(args.warehouse)).where(
+        day & (F.col("source_table") == IMPRESSIONS.name)
+    )
+    batches = [
+        Batch(request_samples_suite(), checked),
+        Batch(impressions_suite(), impressions),
+        Batch(user_actions_suite(), actions),
+        Batch(conservation_suite(), conservation_frame(impressions, checked, quarantined), small=True),
+    ]
+    baseline = previous_date(REQUEST_SAMPLES, args.warehouse, args.date)
+    if baseline is None:
+        notes.append(f"drift not checked: request_samples has no published partition before {args.date}")
+    else:
+        published = spark.read.format("delta").load(REQUEST_SAMPLES.location(args.warehouse))
+        drift = profile(checked).transform(drift_frame(profile(published.where(F.col("date") == baseline))))
+        batches.append(Batch(drift_suite(), drift, small=True))
+        notes.append(f"drift checked against request_samples date {baseline}")
+    run_name = f"{REQUEST_SAMPLES_STAGING.name}-{args.date}-v{version}"
+    suites = run_suites(root, run_name, batches, args.thresholds.parameters())
+    for frame in (checked, impressions, actions):
+        frame.unpersist()
     success = rows > 0 and all(s["success"] for s in suites.values())
     record = GateRecord(
         table=REQUEST_SAMPLES_STAGING.name,
@@ -217,35 +241,54 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "success": success,
         "staging_version": version,
         "rows": rows,
-        "suites": {name: f"{s['evaluated'] - len(s['failed'])}/{s['evaluated']}" for name, s in suites.items()},
+        "suites": {n: f"{s['evaluated'] - len(s['failed'])}/{s['evaluated']}" for n, s in suites.items()},
         "record": str(record_file),
         "data_docs": record.data_docs,
-        "seconds": round(t["seconds"], 1),
     }
-    log.info("validate: %s", json.dumps(summary))
     if not success:
-        failed = [f"{name}: {f['expectation']}({f['column'] or ''}) observed={f['observed']} unexpected={f['unexpected_count']}"
-                  for name, s in suites.items() for f in s["failed"]]
-        raise QualityGateError(
-            f"quality gate failed for {REQUEST_SAMPLES_STAGING.name} date {args.date} (version {version}, {rows} rows): "
-            f"{len(failed)} expectation(s) failed: {failed[:MAX_LISTED_FAILURES]}; "
-            f"see {record.data_docs}; the partition is not published. Fix the data (or, for a legitimate shift, "
-            f"the thresholds), rebuild and validate again."
-        )
+        # The summary line of a failed run; run_job logs that of a passed one, with its seconds.
+        log.info("validate: %s", json.dumps(summary))
+        raise QualityGateError(_failure_message(record))
     return summary
+
+
+def _failure_message(record: GateRecord) -> str:
+    failed = [
+        f"{name}: {f['expectation']}({f['column'] or ''}) "
+        f"observed={f['observed']} unexpected={f['unexpected_count']}"
+        for name, s in record.suites.items()
+        for f in s["failed"]
+    ]
+    return (
+        f"quality gate failed for {record.table} date {record.date} (version {record.staging_version}, "
+        f"{record.rows} rows): {len(failed)} expectation(s) failed: {failed[:MAX_LISTED_FAILURES]}; "
+        f"see {record.data_docs}; the partition is not published. Fix the data (or, for a legitimate shift, "
+        f"the thresholds), rebuild and validate again."
+    )
+
+
+def main(argv: list[str] | None = None) -> Summary:
+    return run_job("validate", run, parse_args(argv))
 
 
 def print_summary(record: GateRecord) -> None:
     verdict = "PASSED" if record.success else "FAILED"
-    print(f"quality gate {verdict}: {record.table} date {record.date} version {record.staging_version}, {record.rows} rows")
-    for name in (SUITE_REQUEST_SAMPLES, SUITE_IMPRESSIONS, SUITE_USER_ACTIONS, SUITE_CONSERVATION, SUITE_DRIFT):
+    print(
+        f"quality gate {verdict}: {record.table} date {record.date} version {record.staging_version}, "
+        f"{record.rows} rows"
+    )
+    order = (SUITE_REQUEST_SAMPLES, SUITE_IMPRESSIONS, SUITE_USER_ACTIONS, SUITE_CONSERVATION, SUITE_DRIFT)
+    for name in order:
         s = record.suites.get(name)
         if s is None:
             continue
         failed = s["failed"]
         print(f"  {name:<30} {s['evaluated'] - len(failed)}/{s['evaluated']} expectations passed")
         for f in failed[:MAX_LISTED_FAILURES]:
-            print(f"    FAILED {f['expectation']}({f['column'] or ''}): observed={f['observed']} unexpected={f['unexpected_count']}")
+            print(
+                f"    FAILED {f['expectation']}({f['column'] or ''}): "
+                f"observed={f['observed']} unexpected={f['unexpected_count']}"
+            )
     for note in record.notes:
         print(f"  note: {note}")
     print(f"  data docs: {record.data_docs}")

@@ -1,16 +1,32 @@
-"""Petastorm-based PyTorch loader for `request_samples` (see loader/request_loader.py)."""
+"""Petastorm-based PyTorch loader for `request_samples` (see loader/request_loader.py), and its
+compact VISTA variant (loader/compact.py). Users, the trainer and the benchmarks import from here
+only; the modules behind it are free to move."""
 
 from __future__ import annotations
 
-from .batch import PackedHistory, RequestBatch
+from .batch import HISTORY_FIELDS, TARGET_FIELDS, PackedHistory, RequestBatch
+from .collate import LOADER_COLUMNS
+from .compact import COMPACT_LOADER_COLUMNS, CompactBatch, CompactLoader, CompactLoaderConfig
+from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError, SchemaMismatchError
 from .label_rates import label_rates
 from .lengths import LengthSampling
 from .request_loader import LoaderConfig, RequestLoader
-from .snapshot import Snapshot, SnapshotError, resolve_snapshot
+from .snapshot import DataFile, DateBound, Snapshot, SnapshotError, nonempty_snapshot, resolve_snapshot
+from .storage import bytes_of, column_bytes
 
 __all__ = [
+    "COMPACT_LOADER_COLUMNS",
+    "HISTORY_FIELDS",
+    "LOADER_COLUMNS",
+    "TARGET_FIELDS",
+    "CompactBatch",
+    "CompactLoader",
+    "CompactLoaderConfig",
+    "DataFile",
     "DataFileError",
+    "DateBound",
+    "EpochLoader",
     "IncompleteEpochError",
     "LengthSampling",
     "LoaderConfig",
@@ -21,6 +37,10 @@ __all__ = [
     "SchemaMismatchError",
     "Snapshot",
     "SnapshotError",
+    "batch_sizes",
+    "bytes_of",
+    "column_bytes",
     "label_rates",
+    "nonempty_snapshot",
     "resolve_snapshot",
 ]

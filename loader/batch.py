@@ -70,7 +70,9 @@ class RequestBatch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> RequestBatch:
         """A copy on `device`; with pinned host memory and non_blocking=True the copy is async."""
-        moved: dict[str, Any] = {k: v.to(device, non_blocking=non_blocking) for k, v in self.tensors().items()}
+        moved: dict[str, Any] = {
+            k: v.to(device, non_blocking=non_blocking) for k, v in self.tensors().items()
+        }
         return replace(self, **moved)
 
     def pin_memory(self) -> RequestBatch:

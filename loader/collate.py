@@ -52,7 +52,9 @@ def check_schema(schema: pa.Schema, where: str) -> None:
             )
         actual = schema.field(name).type
         if actual != expected:
-            raise SchemaMismatchError(f"{where}: column {name!r} has type {actual}, the contract says {expected}")
+            raise SchemaMismatchError(
+                f"{where}: column {name!r} has type {actual}, the contract says {expected}"
+            )
 
 
 @dataclass
@@ -72,9 +74,13 @@ class RowGroupArrays:
         table = table.combine_chunks()
         scalars, offsets, values = {}, {}, {}
         for name in ("user_id", "request_ts", "hist_len", "num_targets"):
-            column = table.column(name).chunk(0) if table.num_rows else pa.array([], table.schema.field(name).type)
+            column = (
+                table.column(name).chunk(0) if table.num_rows else pa.array([], table.schema.field(name).type)
+            )
             if column.null_count:
-                raise TypeError(f"{source}: column {name!r} has {column.null_count} nulls; tensors cannot hold them")
+                raise TypeError(
+                    f"{source}: column {name!r} has {column.null_count} nulls; tensors cannot hold them"
+                )
             scalars[name] = column.to_numpy(zero_copy_only=False)
         for name in (*HISTORY_FIELDS, *TARGET_ARRAYS):
             if not table.num_rows:
@@ -84,7 +90,8 @@ class RowGroupArrays:
             flat = column.values  # the whole child array: a sliced column's offsets do not start at 0
             if column.null_count or flat.null_count:
                 raise TypeError(
-                    f"{source}: column {name!r} has null lists or elements ({column.null_count} / {flat.null_count}); "
+                    f"{source}: column {name!r} has null lists or elements "
+                    f"({column.null_count} / {flat.null_count}); "
                     "the quality gate should have stopped this partition"
                 )
             starts = column.offsets.to_numpy()
@@ -249,7 +256,7 @@ class ShuffleBuffer:
     """Rows of several row groups, drawn at random (or in order) without replacement.
 
     Holds at least `capacity` rows while the stream lasts, so a batch mixes the requests of many
-    users from several row groups (the table is clustered by user, DESIGN.md §7)."""
+    users from several row groups (the table is clustered by user, docs/design.md §7)."""
 
     def __init__(self, capacity: int, rng: np.random.Generator | None, by_length: bool = False) -> None:
         self.capacity = capacity
@@ -285,17 +292,27 @@ class ShuffleBuffer:
             self._peeked = np.argsort(self._lengths, kind="stable")[:n]
         else:
             self._peeked = np.arange(n)
-        return [(self._groups[g], int(r)) for g, r in zip(self._group_ids[self._peeked], self._row_ids[self._peeked], strict=True)]
+        return [
+            (self._groups[g], int(r))
+            for g, r in zip(self._group_ids[self._peeked], self._row_ids[self._peeked], strict=True)
+        ]
 
     def take_peeked(self, n: int) -> list[tuple[RowGroupArrays, int]]:
         """Removes and returns the first n rows of the last peek, grouped by row group (the
         collate copies per run of rows from one group; order within a batch carries no meaning)."""
         picked = self._peeked[:n]
         picked = picked[np.argsort(self._group_ids[picked], kind="stable")]
-        out = [(self._groups[g], int(r)) for g, r in zip(self._group_ids[picked], self._row_ids[picked], strict=True)]
+        out = [
+            (self._groups[g], int(r))
+            for g, r in zip(self._group_ids[picked], self._row_ids[picked], strict=True)
+        ]
         keep = np.ones(len(self), bool)
         keep[picked] = False
-        self._group_ids, self._row_ids, self._lengths = self._group_ids[keep], self._row_ids[keep], self._lengths[keep]
+        self._group_ids, self._row_ids, self._lengths = (
+            self._group_ids[keep],
+            self._row_ids[keep],
+            self._lengths[keep],
+        )
         self._peeked = np.zeros(0, np.int64)
         self._release_consumed_groups()
         return out

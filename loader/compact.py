@@ -1,6 +1,6 @@
 """`CompactLoader`: a pinned Delta snapshot of `request_samples_compact` -> `CompactBatch`es.
 
-    from loader.compact import CompactLoader, CompactLoaderConfig
+    from loader import CompactLoader, CompactLoaderConfig
 
     loader = CompactLoader("warehouse/request_samples_compact", CompactLoaderConfig(batch_size=256))
     for batch in loader:                         # CompactBatch: .requests is a RequestBatch
@@ -14,9 +14,11 @@ them. `RequestBatch` and `RequestLoader` are untouched.
 Compared with `RequestLoader` this is the small version: row groups are read with pyarrow in the
 calling thread (a compact row is a few KB, so reading is cheap next to the model), with a seeded
 row-group order, a row shuffle buffer, rank sharding with equal batch counts per rank, a per-row
-cap on raw events, and the same `state_dict()` / `load_state_dict()` resume mid-epoch as
-`RequestLoader` (the order is a pure function of seed and epoch, so resuming replays the reads
-and skips the rows consumed before the checkpoint); no token budget.
+cap on raw events, and, from the base both share (loader/epochs.py), the same
+`state_dict()` / `load_state_dict()` resume mid-epoch as `RequestLoader` (the order is a pure
+function of seed and epoch, so resuming replays the reads and skips the rows consumed before the
+checkpoint), the context manager and the refusal to iterate again after a failure; no token
+budget.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from schemas.user_summaries import QUANTIZATION_DTYPES
 
 from .batch import RequestBatch
 from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, collate
+from .epochs import EpochLoader, batch_sizes
 from .errors import LoaderError, SchemaMismatchError
-from .request_loader import batch_sizes, nonempty_snapshot, resume_point
 from .snapshot import DateBound, Snapshot
 
 log = logging.getLogger(__name__)
@@ -67,14 +69,18 @@ class CompactBatch:
         return self.requests.size
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("requests", "quantization")}
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("requests", "quantization")
+        }
 
     def dequantized(self) -> torch.Tensor:
         """(B, k, d) float32 summary tokens (zeros where has_summary is False)."""
         return self.summary.float() * self.summary_scale[..., None]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> CompactBatch:
-        moved: dict[str, Any] = {k: v.to(device, non_blocking=non_blocking) for k, v in self.tensors().items()}
+        moved: dict[str, Any] = {
+            k: v.to(device, non_blocking=non_blocking) for k, v in self.tensors().items()
+        }
         return replace(self, requests=self.requests.to(device, non_blocking), **moved)
 
 
@@ -115,13 +121,22 @@ class CompactRowGroup(RowGroupArrays):
 def collate_compact(rows: list[tuple[RowGroupArrays, int]], keep: np.ndarray | None = None) -> CompactBatch:
     """Pads the rows' request part with loader/collate.collate and stacks their summaries."""
     requests = collate(rows, keep)
-    present = [(g, r) for g, r in rows if isinstance(g, CompactRowGroup) and g.summary and g.summary[r] is not None]
-    shapes = {(int(g.num_tokens[r]), int(g.dim[r]), str(g.quantization[r])) for g, r in present}  # type: ignore[index]
+    present = [
+        (g, r) for g, r in rows if isinstance(g, CompactRowGroup) and g.summary and g.summary[r] is not None
+    ]
+    shapes = {
+        (int(g.num_tokens[r]), int(g.dim[r]), str(g.quantization[r]))  # type: ignore[index]
+        for g, r in present
+    }
     if len(shapes) > 1:
-        raise LoaderError(f"one batch holds summaries of several shapes/formats {sorted(shapes)}: mixed model versions?")
+        raise LoaderError(
+            f"one batch holds summaries of several shapes/formats {sorted(shapes)}: mixed model versions?"
+        )
     k, d, kind = shapes.pop() if shapes else (0, 0, "int8")
     if kind not in QUANTIZATION_DTYPES:
-        raise LoaderError(f"unknown summary quantization {kind!r}; expected one of {sorted(QUANTIZATION_DTYPES)}")
+        raise LoaderError(
+            f"unknown summary quantization {kind!r}; expected one of {sorted(QUANTIZATION_DTYPES)}"
+        )
     np_dtype = np.dtype(QUANTIZATION_DTYPES[kind])
     b = len(rows)
     summary = np.zeros((b, k, d), np_dtype)
@@ -134,7 +149,10 @@ def collate_compact(rows: list[tuple[RowGroupArrays, int]], keep: np.ndarray | N
         blob = g.summary[r]
         assert blob is not None and g.summary_scale is not None and g.summary_as_of_ts is not None
         if len(blob) != k * d * np_dtype.itemsize:
-            raise LoaderError(f"{g.source}: request {g.request_id[r]}: summary has {len(blob)} bytes, expected {k}x{d} {kind}")
+            raise LoaderError(
+                f"{g.source}: request {g.request_id[r]}: summary has {len(blob)} bytes, "
+                f"expected {k}x{d} {kind}"
+            )
         summary[i] = np.frombuffer(blob, np_dtype).reshape(k, d)
         scale[i] = g.summary_scale[r]
         as_of[i], has[i] = g.summary_as_of_ts[r], True
@@ -161,97 +179,104 @@ class CompactLoaderConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.shuffle_buffer < 1:
-            raise ValueError(f"batch_size and shuffle_buffer must be >= 1, got {self.batch_size}, {self.shuffle_buffer}")
+            raise ValueError(
+                f"batch_size and shuffle_buffer must be >= 1, got {self.batch_size}, {self.shuffle_buffer}"
+            )
         if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}")
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}"
+            )
         if self.max_recent is not None and self.max_recent < 0:
             raise ValueError(f"max_recent must be >= 0, got {self.max_recent}")
 
 
-class CompactLoader:
-    """Iterates one epoch of CompactBatches per `iter()`; see the module docstring."""
+class CompactLoader(EpochLoader[CompactBatch, CompactLoaderConfig]):
+    """Iterates one epoch of CompactBatches per `iter()`; see the module docstring. State, resume,
+    len(), the context manager and the failure guard come from loader/epochs.py."""
 
     def __init__(
         self,
-        table_path: str | Path,
+        source: str | Path | Snapshot,
         config: CompactLoaderConfig | None = None,
         *,
         version: int | None = None,
         date_from: DateBound = None,
         date_to: DateBound = None,
     ) -> None:
-        self.config = config or CompactLoaderConfig()
-        self.snapshot: Snapshot = nonempty_snapshot(
-            table_path, version, date_from, date_to, "run jobs/build_compact_samples.py first"
-        )
+        """`source`: the table's path, or a Snapshot resolved already."""
+        super().__init__(
+            source, config or CompactLoaderConfig(), version=version, date_from=date_from, date_to=date_to,
+            empty_hint="run jobs/build_compact_samples.py first",
+        )  # fmt: skip
         self._groups: list[tuple[str, int, int]] = []  # (file, row group, rows)
         for f in self.snapshot.data_files:
             meta = pq.ParquetFile(f.path).metadata
             self._groups += [(f.path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
-        self._epoch = 0
-        self._resume_at = 0  # samples of the current epoch consumed before a checkpoint
-        self._samples = 0  # samples yielded by the current iteration
 
-    @property
-    def version(self) -> int:
-        return self.snapshot.version
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch, self._resume_at = epoch, 0
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where this rank is, in samples (JSON-able); resume with load_state_dict."""
+    def _plan(self, epoch: int) -> tuple[np.random.Generator | None, list[np.ndarray], list[int], list[int]]:
+        """An epoch's row-group shards: (rng, shards, rows per rank, this rank's batch sizes)."""
         cfg = self.config
-        return {"epoch": self._epoch, "sample_in_epoch": self._resume_at + self._samples, "seed": cfg.seed,
-                "version": self.snapshot.version, "rank": cfg.rank, "world_size": cfg.world_size,
-                "batch_size": cfg.batch_size}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from `state` at the next iter(); the data and sharding must be the same."""
-        self._epoch, self._resume_at = resume_point(state, self.state_dict())
-        self._samples = 0
-
-    def _plan(self) -> tuple[np.random.Generator | None, list[np.ndarray], list[int], list[int]]:
-        """The current epoch's row-group shards: (rng, shards, rows per rank, this rank's batch sizes)."""
-        cfg = self.config
-        rng = np.random.default_rng([cfg.seed, self._epoch]) if cfg.shuffle else None
+        rng = np.random.default_rng([cfg.seed, epoch]) if cfg.shuffle else None
         order = rng.permutation(len(self._groups)) if rng is not None else np.arange(len(self._groups))
         shards = [order[r :: cfg.world_size] for r in range(cfg.world_size)]
         per_rank = [sum(self._groups[i][2] for i in s) for s in shards]
         return rng, shards, per_rank, batch_sizes(per_rank, cfg.batch_size, cfg.rank)
 
-    def __len__(self) -> int:
-        """Batches in the current epoch (a whole one) on this rank, the same on every rank. Row
-        groups are dealt to ranks in a seeded order, so with unequal row groups it can change
-        from epoch to epoch."""
-        return len(self._plan()[3])
+    def _epoch_batches(self) -> int:
+        """Row groups are dealt to ranks in a seeded order, so with unequal row groups the count
+        can change from epoch to epoch."""
+        return len(self._plan(self._epoch)[3])
+
+    def _open_epoch(self, epoch: int, skip: int) -> _CompactEpoch:
+        return _CompactEpoch(self, epoch, skip)
+
+    def _deliver(self, batch: CompactBatch) -> CompactBatch:
+        return batch.to(self.config.device) if self.config.device else batch
+
+
+class _CompactEpoch:
+    """One epoch of a CompactLoader, read in the consumer's thread (a compact row is small)."""
+
+    def __init__(self, loader: CompactLoader, epoch: int, skip: int) -> None:
+        self.loader, self.epoch, self.skip = loader, epoch, skip
+        self._stopped = False
+
+    def close(self) -> None:
+        self._stopped = True
 
     def __iter__(self) -> Iterator[CompactBatch]:
-        cfg = self.config
-        skip, self._samples = self._resume_at, 0
-        rng, shards, per_rank, sizes = self._plan()
-        buffer = ShuffleBuffer(max(cfg.shuffle_buffer, cfg.batch_size) if rng is not None else cfg.batch_size, rng)
-        pending = [self._groups[i] for i in shards[cfg.rank]]
-        device = torch.device(cfg.device) if cfg.device else None
+        cfg, groups = self.loader.config, self.loader._groups
+        rng, shards, per_rank, sizes = self.loader._plan(self.epoch)
+        buffer = ShuffleBuffer(
+            max(cfg.shuffle_buffer, cfg.batch_size) if rng is not None else cfg.batch_size, rng
+        )
+        pending = [groups[i] for i in shards[cfg.rank]]
         emitted = 0
         for size in sizes:
+            if self._stopped:
+                return
             while pending and not buffer.full:
                 path, index, _ = pending.pop(0)
                 table = pq.ParquetFile(path).read_row_group(index, columns=list(COMPACT_LOADER_COLUMNS))
                 buffer.add(CompactRowGroup.from_compact_table(table, f"{path}#rg{index}"))
             rows = buffer.take(size)
-            first = max(0, skip - emitted)  # resuming: rows consumed before the checkpoint
+            first = max(0, self.skip - emitted)  # resuming: rows consumed before the checkpoint
             emitted += len(rows)
             if first >= len(rows):
                 continue
             rows = rows[first:]
             keep = None if cfg.max_recent is None else np.full(len(rows), cfg.max_recent, np.int64)
-            batch = collate_compact(rows, keep)
-            self._samples += batch.size
-            yield batch.to(device) if device is not None else batch
+            yield collate_compact(rows, keep)
         if emitted != per_rank[cfg.rank]:
-            raise LoaderError(f"rank {cfg.rank}: read {emitted} requests, its row groups hold {per_rank[cfg.rank]}")
-        self._epoch, self._resume_at, self._samples = self._epoch + 1, 0, 0
+            raise LoaderError(
+                f"rank {cfg.rank}: read {emitted} requests, its row groups hold {per_rank[cfg.rank]}"
+            )
 
 
-__all__ = ["COMPACT_LOADER_COLUMNS", "CompactBatch", "CompactLoader", "CompactLoaderConfig", "collate_compact"]
+__all__ = [
+    "COMPACT_LOADER_COLUMNS",
+    "CompactBatch",
+    "CompactLoader",
+    "CompactLoaderConfig",
+    "collate_compact",
+]

@@ -12,13 +12,12 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from loader.request_loader import nonempty_snapshot
-from loader.snapshot import DateBound
+from loader.snapshot import DateBound, Snapshot, nonempty_snapshot
 from schemas.fields import LABEL_COLUMN_NAMES
 
 
 def label_rates(
-    table_path: str | Path,
+    source: str | Path | Snapshot,
     version: int | None = None,
     date_from: DateBound = None,
     date_to: DateBound = None,
@@ -26,8 +25,10 @@ def label_rates(
     max_targets: int = 1_000_000,
 ) -> tuple[float, ...]:
     """Mean of each label column (schemas.fields.TASKS order) over the snapshot's targets, reading
-    whole files in snapshot order until at least `max_targets` targets are counted."""
-    snapshot = nonempty_snapshot(table_path, version, date_from, date_to, "pick dates that hold training data")
+    whole files in snapshot order until at least `max_targets` targets are counted. `source`: the
+    table's path, or a Snapshot resolved already (narrowed to the dates)."""
+    hint = "pick dates that hold training data"
+    snapshot = nonempty_snapshot(source, version, date_from, date_to, hint)
     positives = np.zeros(len(LABEL_COLUMN_NAMES))
     targets = 0
     for path in snapshot.files:

@@ -1,4 +1,4 @@
-"""Length-extrapolative training (DESIGN.md §2): per request, keep a random most-recent suffix.
+"""Length-extrapolative training (docs/design.md §2): per request, keep a random most-recent suffix.
 
 L = L_min + s (L_max - L_min), s ~ Beta(alpha, beta), rounded to a multiple of 8. A U-shaped
 Beta (alpha < 1) with beta = alpha (L_max - L_mean) / (L_mean - L_min) has mean L_mean."""
@@ -9,13 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from schemas.constants import DEFAULT_L_MAX
+
 ROUND_TO = 8  # lengths are multiples of 8 (tensor-core friendly shapes)
 
 
 @dataclass(frozen=True)
 class LengthSampling:
     l_min: int = 64  # shortest sampled length
-    l_max: int = 10_000  # longest sampled length (the serving length)
+    l_max: int = DEFAULT_L_MAX  # longest sampled length (the serving length)
     mean: float = 2_000.0  # target mean sampled length
     alpha: float = 0.2  # Beta alpha; U-shaped (short and full both common) when alpha and beta are < 1
 

@@ -48,7 +48,7 @@ from petastorm.workers_pool.thread_pool import ThreadPool, WorkerTerminationRequ
 from .collate import host_memory_pool
 from .errors import DataFileError
 
-# petastorm 0.13.1 drives pyarrow's legacy ParquetDataset API (pinned with it, DESIGN.md §6) and
+# petastorm 0.13.1 drives pyarrow's legacy ParquetDataset API (pinned with it, docs/design.md §6) and
 # warns on every call; the warnings say nothing actionable to our users.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|$)")
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"loader\.petastorm_io$")
@@ -90,7 +90,9 @@ class ArrowRowGroupWorker(ArrowReaderWorker):
         piece = self._split_pieces[piece_index]
         try:
             if worker_predicate is not None or tuple(shuffle_row_drop_partition) != (0, 1):
-                raise ValueError("predicates and shuffle_row_drop_partitions are not supported by the request loader")
+                raise ValueError(
+                    "predicates and shuffle_row_drop_partitions are not supported by the request loader"
+                )
             table = self._parquet_file(piece.path).read_row_group(
                 piece.row_group, columns=[f.name for f in self._schema.fields.values()], use_threads=False
             )
@@ -100,7 +102,9 @@ class ArrowRowGroupWorker(ArrowReaderWorker):
                 "the file may be corrupt or removed (VACUUM) since the snapshot was resolved"
             ) from e
         # Name the source in the table itself so later errors can say which file a row came from.
-        self.publish_func(table.replace_schema_metadata({SOURCE_KEY: f"{piece.path} (row group {piece.row_group})"}))
+        self.publish_func(
+            table.replace_schema_metadata({SOURCE_KEY: f"{piece.path} (row group {piece.row_group})"})
+        )
 
     def _parquet_file(self, path: str) -> _LocalParquetFile | pq.ParquetFile:
         files: dict[str, _LocalParquetFile | pq.ParquetFile] = self.__dict__.setdefault("_files", {})
@@ -257,7 +261,11 @@ def open_reader(
         raise ValueError("petastorm seed must be non-zero (0 means unseeded in petastorm 0.13.1)")
     urls = normalize_dataset_url_or_urls([f if "://" in f else f"file://{f}" for f in files])
     filesystem, paths = get_filesystem_and_path_or_paths(urls)
-    reader_pool = OrderedThreadPool(workers, results_queue_size=max(4, 2 * workers)) if pool == "thread" else DummyPool()
+    reader_pool = (
+        OrderedThreadPool(workers, results_queue_size=max(4, 2 * workers))
+        if pool == "thread"
+        else DummyPool()
+    )
     sharded = world_size > 1
     reader = Reader(
         filesystem,
@@ -296,5 +304,7 @@ def row_groups_by_rank(
         pieces = [(p.path, i) for p in dataset.pieces for i in range(footer(p.path).num_row_groups)]
     shards: list[list[RowGroup]] = [[] for _ in range(world_size)]
     for index, (path, row_group) in enumerate(pieces):
-        shards[index % world_size].append(RowGroup(path, row_group, footer(path).row_group(row_group).num_rows))
+        shards[index % world_size].append(
+            RowGroup(path, row_group, footer(path).row_group(row_group).num_rows)
+        )
     return shards

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import queue
 import threading
 from collections.abc import Iterator
@@ -33,10 +32,11 @@ import torch
 
 from .batch import RequestBatch
 from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, check_schema, collate
+from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError
 from .lengths import LengthSampling
 from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader
-from .snapshot import DateBound, Snapshot, resolve_snapshot
+from .snapshot import DateBound, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ class LoaderConfig:
     shuffle: bool = True  # seeded row-group order and a row shuffle buffer; False: file order (evaluation)
     seed: int = 0  # with the epoch, fixes the order, the sampled lengths and therefore every batch
     shuffle_buffer: int = 2_048  # rows held for mixing (memory: rows x mean history x ~36 bytes)
-    group_by_length: bool | None = None  # without shuffle, batch similar history lengths (less padding); default on
+    group_by_length: bool | None = (
+        None  # without shuffle, batch similar history lengths (less padding); default on
+    )
     # rows held for that grouping: smaller starts batches sooner (collate overlaps decoding), larger pads less
     length_window: int = 512
     length_sampling: LengthSampling | None = None  # training: random recent suffixes; None keeps all
@@ -68,7 +70,9 @@ class LoaderConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}")
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}"
+            )
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         if min(self.workers, self.prefetch, self.shuffle_buffer, self.length_window) < 1:
@@ -97,130 +101,67 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] % (2**31 - 1)) + 1
 
 
-def batch_sizes(rows_per_rank: list[int], batch_size: int, rank: int) -> list[int]:
-    """This rank's batch sizes: every rank yields K = max ceil(rows / batch_size) batches, rows
-    spread evenly over them, so no rank drops or repeats a request and none waits in DDP."""
-    k = max(math.ceil(n / batch_size) for n in rows_per_rank)
-    n = rows_per_rank[rank]
-    if n < k:
-        raise LoaderError(
-            f"rank {rank} holds {n} requests but every rank must yield {k} batches (rows per rank: {rows_per_rank}); "
-            "use fewer ranks, a larger batch_size, or a table written in more, smaller row groups"
-        )
-    return [n // k + (1 if i < n % k else 0) for i in range(k)]
-
-
-_RESUME_KEYS: tuple[str, ...] = ("seed", "version", "rank", "world_size", "batch_size")
-
-
-def resume_point(state: dict[str, Any], mine: dict[str, Any]) -> tuple[int, int]:
-    """(epoch, sample_in_epoch) of a saved loader state, after checking that it was taken over the
-    same data and sharding as `mine` (the loader's own state_dict): else the order would differ
-    and a resumed run would repeat or skip requests without noticing."""
-    for key in _RESUME_KEYS:
-        if state.get(key) != mine[key]:
-            raise ValueError(f"cannot resume: state has {key}={state.get(key)!r}, this loader has {mine[key]!r}")
-    epoch, sample = int(state["epoch"]), int(state["sample_in_epoch"])
-    if epoch < 0 or sample < 0:
-        raise ValueError(f"cannot resume: epoch and sample_in_epoch must be >= 0, got {epoch}, {sample}")
-    return epoch, sample
-
-
-def nonempty_snapshot(
-    table_path: str | Path, version: int | None, date_from: DateBound, date_to: DateBound, hint: str
-) -> Snapshot:
-    """The snapshot to read; a LoaderError (ending with `hint`) when it selects no data file."""
-    snapshot = resolve_snapshot(table_path, version, date_from, date_to)
-    if not snapshot.data_files:
-        raise LoaderError(
-            f"{table_path} version {snapshot.version} has no data files for dates "
-            f"{date_from or '-inf'} .. {date_to or '+inf'}; {hint}"
-        )
-    return snapshot
-
-
-class RequestLoader:
-    """Iterates one epoch of request batches per `iter()`; see the module docstring."""
+class RequestLoader(EpochLoader[RequestBatch, LoaderConfig]):
+    """Iterates one epoch of request batches per `iter()`; see the module docstring. State,
+    resume, len(), the context manager and the failure guard come from loader/epochs.py."""
 
     def __init__(
         self,
-        table_path: str | Path,
+        source: str | Path | Snapshot,
         config: LoaderConfig | None = None,
         *,
         version: int | None = None,
         date_from: DateBound = None,
         date_to: DateBound = None,
     ) -> None:
-        self.config = config or LoaderConfig()
-        self.snapshot = nonempty_snapshot(table_path, version, date_from, date_to, "check the table and the date range")
+        """`source`: the table's path, or a Snapshot resolved already (then `version` may be
+        omitted; the dates narrow it without reading the Delta log again)."""
+        super().__init__(
+            source, config or LoaderConfig(), version=version, date_from=date_from, date_to=date_to,
+            empty_hint="check the table and the date range",
+        )  # fmt: skip
         self._check_files()
-        self._epoch = 0
-        self._resume_at = 0  # samples of the current epoch already consumed (from load_state_dict)
-        self._samples = 0
-        self._failed: BaseException | None = None
-        self._active: _Producer | None = None
         self._batches_per_epoch: int | None = None  # len(); the shards are the same every epoch
         log.info(
             "loader: %s version %d, %d files, %s requests, rank %d/%d",
-            table_path, self.snapshot.version, len(self.snapshot.data_files), self.snapshot.num_records,
-            self.config.rank, self.config.world_size,
-        )
-
-    @property
-    def version(self) -> int:
-        return self.snapshot.version
+            self.snapshot.table_path, self.snapshot.version, len(self.snapshot.data_files),
+            self.snapshot.num_records, self.config.rank, self.config.world_size,
+        )  # fmt: skip
 
     def _check_files(self) -> None:
         self._footers: dict[str, pq.FileMetaData] = {}  # kept: the reader's shard plan needs the row counts
-        for f in self.snapshot.data_files:
+        snap = self.snapshot
+        for f in snap.data_files:
             try:
                 self._footers[f.path] = footer = pq.read_metadata(f.path)
                 schema = footer.schema.to_arrow_schema()
             except FileNotFoundError as e:
                 raise DataFileError(
-                    f"data file {f.path} of {self.snapshot.table_path} version {self.snapshot.version} is missing: "
+                    f"data file {f.path} of {snap.table_path} version {snap.version} is missing: "
                     "it was deleted outside Delta (or vacuumed while this version was still in use)"
                 ) from e
             except Exception as e:
-                raise DataFileError(f"data file {f.path} cannot be read as Parquet: {type(e).__name__}: {e}") from e
+                raise DataFileError(
+                    f"data file {f.path} cannot be read as Parquet: {type(e).__name__}: {e}"
+                ) from e
             check_schema(schema, f.path)
         row_groups = sum(footer.num_row_groups for footer in self._footers.values())
         if row_groups < self.config.world_size:
             # petastorm deals whole row groups to ranks: a rank without one would have no data.
             raise LoaderError(
-                f"{self.snapshot.table_path} version {self.snapshot.version} has {row_groups} row groups for "
-                f"{self.config.world_size} ranks; use fewer ranks, or write the table in more, smaller row groups"
+                f"{snap.table_path} version {snap.version} has {row_groups} row groups for "
+                f"{self.config.world_size} ranks; use fewer ranks, or write the table in more, smaller "
+                "row groups"
             )
 
-    # -- state ---------------------------------------------------------------------------------
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch, self._resume_at = epoch, 0
-
-    def state_dict(self) -> dict[str, Any]:
-        """Where this rank is, in samples (JSON-able); resume with load_state_dict."""
-        return {
-            "epoch": self._epoch,
-            "sample_in_epoch": self._resume_at + self._samples,
-            "seed": self.config.seed,
-            "version": self.snapshot.version,
-            "rank": self.config.rank,
-            "world_size": self.config.world_size,
-            "batch_size": self.config.batch_size,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from `state` at the next iter(); the data and sharding must be the same."""
-        self._epoch, self._resume_at = resume_point(state, self.state_dict())
-        self._samples = 0
-
-    # -- iteration -----------------------------------------------------------------------------
-    def __len__(self) -> int:
-        """Batches in a whole epoch on this rank, the same on every rank: for LR schedules,
-        progress bars and step counts. A TypeError with token_budget, where the count depends on
-        each epoch's order (len() then also stays out of list()'s way)."""
+    def _epoch_batches(self) -> int:
+        """A TypeError with token_budget, where the count depends on each epoch's order (len()
+        then also stays out of list()'s way)."""
         cfg = self.config
         if cfg.token_budget is not None:
-            raise TypeError("a RequestLoader with token_budget has no len(): its batches close by history tokens")
+            raise TypeError(
+                "a RequestLoader with token_budget has no len(): its batches close by history tokens"
+            )
         if self._batches_per_epoch is None:
             # petastorm picks a rank's row groups by index, whatever the seed (only their order
             # changes per epoch), so the plan of any epoch gives every epoch's count.
@@ -234,38 +175,14 @@ class RequestLoader:
             self._batches_per_epoch = len(batch_sizes(per_rank, cfg.batch_size, cfg.rank))
         return self._batches_per_epoch
 
-    def __iter__(self) -> Iterator[RequestBatch]:
-        if self._failed is not None:
-            raise RuntimeError(f"this loader failed earlier ({self._failed}); create a new one") from self._failed
-        if self._active is not None:
-            raise RuntimeError("the loader is already being iterated; finish or close that iteration first")
+    def _open_epoch(self, epoch: int, skip: int) -> _Producer:
+        producer = _Producer(self.snapshot, self.config, epoch, skip, self._footers)
+        producer.start()
+        return producer
+
+    def _deliver(self, batch: RequestBatch) -> RequestBatch:
         cfg = self.config
-        producer = _Producer(self.snapshot, cfg, self._epoch, self._resume_at, self._footers)
-        self._active, self._samples = producer, 0
-        device = torch.device(cfg.device) if cfg.device else None
-        try:
-            producer.start()
-            for batch in producer:
-                self._samples += batch.size
-                yield batch.to(device, non_blocking=cfg.pinned) if device is not None else batch
-        except BaseException as e:
-            if not isinstance(e, GeneratorExit):
-                self._failed = e
-            raise
-        finally:
-            producer.close()
-            self._active = None
-        self._epoch, self._resume_at, self._samples = self._epoch + 1, 0, 0
-
-    def close(self) -> None:
-        if self._active is not None:
-            self._active.close()
-
-    def __enter__(self) -> RequestLoader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return batch.to(cfg.device, non_blocking=cfg.pinned) if cfg.device else batch
 
     def describe(self) -> dict[str, Any]:
         cfg = asdict(self.config)
@@ -277,7 +194,12 @@ class _Producer:
     """Reads, buffers and collates one epoch in a background thread; hands batches over a queue."""
 
     def __init__(
-        self, snapshot: Snapshot, cfg: LoaderConfig, epoch: int, skip: int, footers: dict[str, pq.FileMetaData]
+        self,
+        snapshot: Snapshot,
+        cfg: LoaderConfig,
+        epoch: int,
+        skip: int,
+        footers: dict[str, pq.FileMetaData],
     ) -> None:
         self.snapshot, self.cfg, self.epoch, self.skip, self.footers = snapshot, cfg, epoch, skip, footers
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.prefetch)
@@ -300,7 +222,9 @@ class _Producer:
             if isinstance(item, BaseException):
                 if isinstance(item, LoaderError | TypeError | ValueError):
                     raise item
-                raise LoaderError(f"reading {self.snapshot.table_path} failed: {type(item).__name__}: {item}") from item
+                raise LoaderError(
+                    f"reading {self.snapshot.table_path} failed: {type(item).__name__}: {item}"
+                ) from item
             yield item
 
     def close(self) -> None:
@@ -361,7 +285,9 @@ class _Producer:
                     break
                 if sizes is not None:
                     if batch_index >= len(sizes):
-                        raise IncompleteEpochError(f"rank {cfg.rank} read more rows than its {expected} planned rows")
+                        raise IncompleteEpochError(
+                            f"rank {cfg.rank} read more rows than its {expected} planned rows"
+                        )
                     rows = buffer.take(sizes[batch_index])
                 else:
                     rows = self._take_by_tokens(buffer, lengths, emitted)
@@ -374,7 +300,8 @@ class _Producer:
                 emitted, batch_index = emitted + len(rows), batch_index + 1
             if not self._stop.is_set() and emitted != expected:
                 raise IncompleteEpochError(
-                    f"rank {cfg.rank} epoch {self.epoch}: read {emitted} requests, its row groups hold {expected} "
+                    f"rank {cfg.rank} epoch {self.epoch}: read {emitted} requests, its row groups hold "
+                    f"{expected} "
                     f"({len(mine)} row groups of {self.snapshot.table_path} v{self.snapshot.version})"
                 )
         finally:
@@ -404,7 +331,9 @@ class _Producer:
         lengths = cfg.length_sampling.sample(np.random.default_rng([cfg.seed, self.epoch, cfg.rank, 1]), n)
         return lengths if cfg.max_history is None else np.minimum(lengths, cfg.max_history)
 
-    def _take_by_tokens(self, buffer: ShuffleBuffer, lengths: np.ndarray | None, emitted: int) -> list[tuple[RowGroupArrays, int]]:
+    def _take_by_tokens(
+        self, buffer: ShuffleBuffer, lengths: np.ndarray | None, emitted: int
+    ) -> list[tuple[RowGroupArrays, int]]:
         cfg = self.cfg
         assert cfg.token_budget is not None
         candidates = buffer.peek(cfg.batch_size)
@@ -415,4 +344,4 @@ class _Producer:
         return buffer.take_peeked(n)
 
 
-__all__ = ["LoaderConfig", "RequestLoader", "RowGroup", "batch_sizes", "nonempty_snapshot", "resume_point"]
+__all__ = ["LoaderConfig", "RequestLoader", "RowGroup"]

@@ -7,12 +7,14 @@ log at a fixed version, via delta-rs (no JVM)."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
+
+from schemas.constants import iso_date
 
 from .errors import LoaderError
 
@@ -49,23 +51,31 @@ class Snapshot:
         counts = [f.num_records for f in self.data_files]
         return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
 
+    def between(self, date_from: DateBound = None, date_to: DateBound = None) -> Snapshot:
+        """The files with date_from <= date <= date_to (files without a date partition stay): one
+        resolved snapshot serves every date range of a run without reading the Delta log again."""
+        lo, hi = date_range(date_from, date_to)
+        if lo is None and hi is None:
+            return self
+        kept = tuple(f for f in self.data_files if _in_range(f.partition.get("date"), lo, hi))
+        return replace(self, data_files=kept)
+
+
+def _in_range(date: str | None, lo: str | None, hi: str | None) -> bool:
+    return date is None or ((lo is None or date >= lo) and (hi is None or date <= hi))
+
 
 def _local_path(uri: str) -> str:
     parsed = urlparse(uri)
     return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
 
 
-def iso_date(value: DateBound, name: str) -> str | None:
-    """A date bound as YYYY-MM-DD (partitions are compared as strings, so "2026-1-9" would select
-    2026-01-10 too); a ValueError naming the argument for anything else."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        value = value.date()
-    try:
-        return value.isoformat() if isinstance(value, dt.date) else dt.date.fromisoformat(value).isoformat()
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a date as YYYY-MM-DD (or a datetime.date), got {value!r}") from e
+def date_range(date_from: DateBound, date_to: DateBound) -> tuple[str | None, str | None]:
+    """Both bounds as YYYY-MM-DD (or None), in order: a ValueError naming the argument otherwise."""
+    lo, hi = iso_date(date_from, "date_from"), iso_date(date_to, "date_to")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"date_from {lo} is after date_to {hi}: the range selects no date")
+    return lo, hi
 
 
 def _latest_hint(table_path: str | Path) -> str:
@@ -83,23 +93,23 @@ def resolve_snapshot(
     date_to: DateBound = None,
 ) -> Snapshot:
     """Files of `table_path` at `version` (default: latest), with date_from <= date <= date_to."""
-    date_from, date_to = iso_date(date_from, "date_from"), iso_date(date_to, "date_to")
-    if date_from is not None and date_to is not None and date_from > date_to:
-        raise ValueError(f"date_from {date_from} is after date_to {date_to}: the range selects no date")
+    date_range(date_from, date_to)  # a bad bound fails before the table is read
     if version is not None and version < 0:
         raise ValueError(f"version must be >= 0, got {version}")
     local = _local_path(str(table_path))
     if "://" not in local and Path(local).exists() and not (Path(local) / "_delta_log").is_dir():
         raise SnapshotError(
-            f"no Delta table at {table_path}: it has no _delta_log folder; pass the table's own folder, "
-            "e.g. warehouse/request_samples"
+            f"no Delta table at {table_path}: it has no _delta_log folder; pass the table's own "
+            "folder, e.g. warehouse/request_samples"
         )
     try:
         table = DeltaTable(str(table_path), version=version)
     except TableNotFoundError as e:
         raise SnapshotError(f"no Delta table at {table_path}: {e}") from e
     except Exception as e:  # delta-rs raises a generic error for a version that does not exist
-        raise SnapshotError(f"cannot load {table_path} at version {version}; {_latest_hint(table_path)} ({e})") from e
+        raise SnapshotError(
+            f"cannot load {table_path} at version {version}; {_latest_hint(table_path)} ({e})"
+        ) from e
     actions = table.get_add_actions(flatten=True)
     cols = {name: actions.column(name).to_pylist() for name in actions.column_names}
     part_cols = [c.removeprefix("partition.") for c in cols if c.startswith("partition.")]
@@ -107,14 +117,36 @@ def resolve_snapshot(
     files: list[DataFile] = []
     for i, rel in enumerate(cols["path"]):
         partition = {c: cols[f"partition.{c}"][i] for c in part_cols}
-        date = partition.get("date")
-        if date is not None and (
-            (date_from is not None and date < date_from) or (date_to is not None and date > date_to)
-        ):
-            continue
         rel_path = unquote(rel)
         full = rel_path if "://" in rel_path or rel_path.startswith("/") else f"{root}/{rel_path}"
         num = cols.get("num_records", [None] * len(cols["path"]))[i]
-        files.append(DataFile(full, int(cols["size_bytes"][i]), None if num is None else int(num), partition))
+        records = None if num is None else int(num)
+        files.append(DataFile(full, int(cols["size_bytes"][i]), records, partition))
     files.sort(key=lambda f: (tuple(str(v) for v in f.partition.values()), f.path))
-    return Snapshot(str(table_path), int(table.version()), tuple(files))
+    return Snapshot(str(table_path), int(table.version()), tuple(files)).between(date_from, date_to)
+
+
+def nonempty_snapshot(
+    source: str | Path | Snapshot,
+    version: int | None,
+    date_from: DateBound,
+    date_to: DateBound,
+    hint: str,
+) -> Snapshot:
+    """The snapshot to read: `source` narrowed to the dates when it is resolved already, else
+    resolved; a LoaderError (ending with `hint`) when it selects no data file."""
+    if isinstance(source, Snapshot):
+        if version is not None and version != source.version:
+            raise ValueError(
+                f"the snapshot given is version {source.version} of {source.table_path}, not {version}"
+            )
+        snapshot = source.between(date_from, date_to)
+    else:
+        snapshot = resolve_snapshot(source, version, date_from, date_to)
+    if not snapshot.data_files:
+        lo, hi = date_range(date_from, date_to)
+        raise LoaderError(
+            f"{snapshot.table_path} version {snapshot.version} has no data files for dates "
+            f"{lo or '-inf'} .. {hi or '+inf'}; {hint}"
+        )
+    return snapshot

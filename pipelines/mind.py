@@ -57,7 +57,8 @@ from schemas.fields import ACTION_BITS, TASKS
 
 MIND = LogFormat(
     "mind", "\t", ("impression_id", "user", "time", "history"), None,
-    "MIND behaviors.tsv: impression id <tab> U<user> <tab> M/D/YYYY h:mm:ss AM|PM <tab> history <tab> N<id>-0|1 ...",
+    "MIND behaviors.tsv: impression id <tab> U<user> <tab> M/D/YYYY h:mm:ss AM|PM <tab> history <tab> "
+    "N<id>-0|1 ...",
 )  # fmt: skip
 BEHAVIORS_FIELDS = 5
 TIME_PATTERN = "M/d/yyyy h:mm:ss a"
@@ -135,7 +136,9 @@ def parse_behaviors(lines: DataFrame) -> DataFrame:
 
 def category_author(category: Column) -> Column:
     """author_id of a MIND category: its 1-based index in MIND_CATEGORIES, else 1000 + a hash."""
-    mapping = F.create_map(*[x for i, name in enumerate(MIND_CATEGORIES) for x in (F.lit(name), F.lit(i + 1))])
+    mapping = F.create_map(
+        *[x for i, name in enumerate(MIND_CATEGORIES) for x in (F.lit(name), F.lit(i + 1))]
+    )
     hashed = F.lit(HASHED_GENRE_OFFSET) + F.pmod(F.xxhash64(category), F.lit(HASHED_GENRE_BUCKETS))
     return F.coalesce(mapping[category].cast("long"), hashed.cast("long"))
 
@@ -152,7 +155,10 @@ def items_from_news(lines: DataFrame) -> DataFrame:
     return lines.select(
         *lines.columns,
         F.when(~bad, item.cast("long")).alias("item_id"),
-        F.when(~bad, category_author(category)).otherwise(F.lit(UNKNOWN_AUTHOR)).cast("long").alias("author_id"),
+        F.when(~bad, category_author(category))
+        .otherwise(F.lit(UNKNOWN_AUTHOR))
+        .cast("long")
+        .alias("author_id"),
         F.when(bad, F.lit(ITEM_FILE_UNPARSABLE)).alias(REJECT_REASON),
     )
 
@@ -163,7 +169,9 @@ def _with_authors(df: DataFrame, items: DataFrame | None) -> DataFrame:
     require_columns(items, ["item_id", "author_id"], "mind (items)")
     authors = F.broadcast(items.select("item_id", F.col("author_id").alias("_author")))
     joined = df.join(authors, "item_id", "left")
-    return joined.withColumn("author_id", F.coalesce("_author", F.lit(UNKNOWN_AUTHOR)).cast("long")).drop("_author")
+    return joined.withColumn(
+        "author_id", F.coalesce("_author", F.lit(UNKNOWN_AUTHOR)).cast("long")
+    ).drop("_author")
 
 
 def mind_targets(items: DataFrame | None = None) -> Callable[[DataFrame], DataFrame]:
@@ -202,7 +210,11 @@ def window_clicks(targets: DataFrame) -> DataFrame:
     author_id, event_ts, action (play + finish). Grain: clicked (line, slot)."""
     require_columns(targets, ["user_id", "item_id", "author_id", "request_ts", "finish"], "window_clicks")
     return targets.where(F.col("finish") == 1).select(
-        "user_id", "item_id", "author_id", F.col("request_ts").alias("event_ts"), F.lit(CLICK_ACTION).alias("action")
+        "user_id",
+        "item_id",
+        "author_id",
+        F.col("request_ts").alias("event_ts"),
+        F.lit(CLICK_ACTION).alias("action"),
     )
 
 
@@ -236,6 +248,10 @@ def to_mind_user_actions(events: DataFrame) -> DataFrame:
     """Click events (window_clicks, pre_window_clicks) -> `user_actions` rows."""
     require_columns(events, ["user_id", "item_id", "author_id", "event_ts", "action"], "to_mind_user_actions")
     out = events.withColumns(
-        {"watch_ms": F.lit(0).cast("int"), "duration_ms": F.lit(0).cast("int"), "date": utc_date(F.col("event_ts"))}
+        {
+            "watch_ms": F.lit(0).cast("int"),
+            "duration_ms": F.lit(0).cast("int"),
+            "date": utc_date(F.col("event_ts")),
+        }
     )
     return out.select(*[F.col(f.name).cast(f.dataType) for f in USER_ACTIONS.spark_schema()])

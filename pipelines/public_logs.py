@@ -51,11 +51,11 @@ from pyspark.sql import functions as F
 from pipelines.checks import require_columns
 from pipelines.validity import REJECT_REASON, first_failing, utc_date
 from schemas import IMPRESSIONS, QUARANTINE, USER_ACTIONS
+from schemas.constants import MINUTE_MS, SECOND_MS
 from schemas.fields import ACTION_BITS, TASKS
 
 Transform = Callable[[DataFrame], DataFrame]
 
-MINUTE_MS = 60_000
 DEFAULT_SESSION_GAP_MS = 30 * MINUTE_MS
 DEFAULT_TMALL_YEAR = 2014  # the Tmall Recommendation Prize 2014 log covers Apr 15 - Aug 15, 2014
 # Quarantine rows whose time did not parse have no day; they are filed under the epoch's day.
@@ -200,7 +200,7 @@ def parse_interactions(fmt: LogFormat, year: int = DEFAULT_TMALL_YEAR) -> Transf
             feedback = F.col("_f2").try_cast("double")
             seconds = F.col("_f3").try_cast("long")
             in_range = (seconds >= 0) & (seconds <= MAX_UNIX_SECONDS)
-            ts = F.when(in_range, seconds * 1000)  # guarded: ANSI mode raises on overflow
+            ts = F.when(in_range, seconds * SECOND_MS)  # guarded: ANSI mode raises on overflow
             rules = [
                 (feedback.isNull() | F.isnan(feedback), unparsable(feedback_f)),
                 ((feedback < MIN_RATING) | (feedback > MAX_RATING), RATING_OUT_OF_RANGE),
@@ -217,7 +217,13 @@ def parse_interactions(fmt: LogFormat, year: int = DEFAULT_TMALL_YEAR) -> Transf
             *rules,
         ]
         return split.withColumns(
-            {"user_id": user, "item_id": item, TS: ts, feedback_col: feedback, REJECT_REASON: first_failing(all_rules)}
+            {
+                "user_id": user,
+                "item_id": item,
+                TS: ts,
+                feedback_col: feedback,
+                REJECT_REASON: first_failing(all_rules),
+            }
         ).drop("_parts", *[f"_f{i}" for i in range(4)])
 
     return _parse
@@ -235,7 +241,11 @@ def with_feedback(fmt: LogFormat) -> Transform:
         if fmt is TMALL:
             require_columns(df, [TMALL_TYPE], "with_feedback")
             kind = F.col(TMALL_TYPE)
-            labels = {"finish": kind == TMALL_BUY, "like": kind == TMALL_COLLECT, "follow": kind == TMALL_CART}
+            labels = {
+                "finish": kind == TMALL_BUY,
+                "like": kind == TMALL_COLLECT,
+                "follow": kind == TMALL_CART,
+            }
         else:
             require_columns(df, [RATING], "with_feedback")
             rating = F.col(RATING)
@@ -262,8 +272,12 @@ def with_authors(items: DataFrame | None) -> Transform:
         if items is None:
             return df.withColumn("author_id", F.lit(UNKNOWN_AUTHOR).cast("long"))
         require_columns(items, ["item_id", "author_id"], "with_authors (items)")
-        joined = df.join(F.broadcast(items.select("item_id", F.col("author_id").alias("_author"))), "item_id", "left")
-        return joined.withColumn("author_id", F.coalesce("_author", F.lit(UNKNOWN_AUTHOR)).cast("long")).drop("_author")
+        joined = df.join(
+            F.broadcast(items.select("item_id", F.col("author_id").alias("_author"))), "item_id", "left"
+        )
+        return joined.withColumn(
+            "author_id", F.coalesce("_author", F.lit(UNKNOWN_AUTHOR)).cast("long")
+        ).drop("_author")
 
     return _authors
 
@@ -299,7 +313,12 @@ def with_requests(session_gap_ms: int = DEFAULT_SESSION_GAP_MS, max_targets: int
         request = Window.partitionBy("user_id", "_burst", "_page")
         return (
             paged.withColumn("request_ts", F.min("event_ts").over(request))
-            .withColumn("position", (F.col("_rank") - F.col("_page") * max_targets if max_targets else F.col("_rank")).cast("int"))
+            .withColumn(
+                "position",
+                (
+                    F.col("_rank") - F.col("_page") * max_targets if max_targets else F.col("_rank")
+                ).cast("int"),
+            )
             .withColumnRenamed("_page", PAGE)
             .drop("_burst", "_rank")
         )
@@ -312,7 +331,9 @@ def to_impressions(fmt: LogFormat) -> Transform:
     `<format>:<user_id>:<request_ts>:<page>`: deterministic, unique per request."""
 
     def _impressions(df: DataFrame) -> DataFrame:
-        require_columns(df, ["user_id", "item_id", "author_id", "request_ts", "position", PAGE, *TASKS], "to_impressions")
+        require_columns(
+            df, ["user_id", "item_id", "author_id", "request_ts", "position", PAGE, *TASKS], "to_impressions"
+        )
         request_id = F.concat_ws(":", F.lit(fmt.name), F.col("user_id"), F.col("request_ts"), F.col(PAGE))
         out = df.withColumns(
             {
@@ -332,7 +353,11 @@ def to_user_actions(df: DataFrame) -> DataFrame:
     request_ts, so never in its own request's history)."""
     require_columns(df, ["user_id", "item_id", "author_id", "event_ts", "action"], "to_user_actions")
     out = df.withColumns(
-        {"watch_ms": F.lit(0).cast("int"), "duration_ms": F.lit(0).cast("int"), "date": utc_date(F.col("event_ts"))}
+        {
+            "watch_ms": F.lit(0).cast("int"),
+            "duration_ms": F.lit(0).cast("int"),
+            "date": utc_date(F.col("event_ts")),
+        }
     )
     return out.select(*[F.col(f.name).cast(f.dataType) for f in USER_ACTIONS.spark_schema()])
 
@@ -396,6 +421,9 @@ def items_from_movies_csv(movies: DataFrame) -> DataFrame:
     return movies.select(
         F.col(LINE),
         item.alias("item_id"),
-        F.when(first == "", F.lit(UNKNOWN_AUTHOR)).otherwise(genre_author(first)).cast("long").alias("author_id"),
+        F.when(first == "", F.lit(UNKNOWN_AUTHOR))
+        .otherwise(genre_author(first))
+        .cast("long")
+        .alias("author_id"),
         F.when(item.isNull(), F.lit(ITEM_FILE_UNPARSABLE)).alias(REJECT_REASON),
     )

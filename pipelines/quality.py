@@ -54,13 +54,18 @@ def with_row_checks(df: DataFrame) -> DataFrame:
     checks: dict[str, Column] = {
         "qc_hist_lengths_match": _all([F.size(c) == F.col("hist_len") for c in HIST_ARRAYS]),
         "qc_target_lengths_match": _all([F.size(c) == F.col("num_targets") for c in TARGET_ARRAYS]),
-        "qc_no_null_elements": _all([F.forall(c, lambda x: x.isNotNull()) for c in (*HIST_ARRAYS, *TARGET_ARRAYS)]),
+        "qc_no_null_elements": _all(
+            [F.forall(c, lambda x: x.isNotNull()) for c in (*HIST_ARRAYS, *TARGET_ARRAYS)]
+        ),
         # Each element >= its predecessor; vacuously true for 0 or 1 events.
         "qc_hist_ts_sorted": _all(
             [
                 F.forall(
                     F.sequence(F.lit(1), F.greatest(F.size("hist_ts") - 1, F.lit(1))),
-                    lambda i: (F.size("hist_ts") < 2) | (F.element_at("hist_ts", i) <= F.element_at("hist_ts", i + 1)),
+                    lambda i: (
+                        (F.size("hist_ts") < 2)
+                        | (F.element_at("hist_ts", i) <= F.element_at("hist_ts", i + 1))
+                    ),
                 )
             ]
         ),
@@ -83,7 +88,9 @@ def profile(df: DataFrame) -> DataFrame:
         targets.alias(TARGETS),
         F.avg("hist_len").alias(MEAN_HIST_LEN),
         *[
-            F.try_divide(F.sum(F.aggregate(label, F.lit(0).cast("long"), lambda acc, x: acc + x)), targets).alias(rate)
+            F.try_divide(
+                F.sum(F.aggregate(label, F.lit(0).cast("long"), lambda acc, x: acc + x)), targets
+            ).alias(rate)
             for label, rate in zip(LABEL_COLUMN_NAMES, LABEL_RATES, strict=True)
         ],
     )
@@ -100,7 +107,9 @@ def drift_frame(previous: DataFrame) -> Callable[[DataFrame], DataFrame]:
         prev = previous.select(*[F.col(c).alias(f"prev_{c}") for c in (ROWS, MEAN_HIST_LEN, *LABEL_RATES)])
         return cur.crossJoin(prev).select(
             F.try_divide(F.col(f"cur_{ROWS}").cast("double"), F.col(f"prev_{ROWS}")).alias(ROW_COUNT_RATIO),
-            F.try_divide(F.col(f"cur_{MEAN_HIST_LEN}"), F.col(f"prev_{MEAN_HIST_LEN}")).alias(MEAN_HIST_LEN_RATIO),
+            F.try_divide(F.col(f"cur_{MEAN_HIST_LEN}"), F.col(f"prev_{MEAN_HIST_LEN}")).alias(
+                MEAN_HIST_LEN_RATIO
+            ),
             *[
                 F.abs(F.col(f"cur_{rate}") - F.col(f"prev_{rate}")).alias(delta)
                 for rate, delta in zip(LABEL_RATES, LABEL_RATE_DELTAS, strict=True)

@@ -1,6 +1,6 @@
 """Request-level samples: one row per request, its point-in-time history once, its m targets.
 
-Point in time (DESIGN.md §3): an event is in a request's history iff same user and
+Point in time (docs/design.md §3): an event is in a request's history iff same user and
 event_ts < request_ts (strict), keeping the most recent L_max, oldest first. Each user's events
 (state as of D-1 ++ day D) are one sorted array set; a request's history is a slice of it found
 by counting the events before request_ts, so work is linear in the history elements written and
@@ -14,13 +14,13 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from schemas import REQUEST_SAMPLES, USER_HISTORY
+from schemas.constants import DEFAULT_L_MAX
 from schemas.fields import HISTORY_COLUMNS, LABEL_COLUMN_NAMES, TASKS
 from schemas.request_samples import TARGET_SOURCE
 
 from .checks import require_columns
 from .user_history import append_events, sorted_events_by_user
 
-DEFAULT_L_MAX = 10_000
 # A user's requests are cut into slices of this many, each joined to its own copy of the user's
 # events, so a user with hundreds of requests and a 10k history spreads over many tasks instead of
 # stalling one. The copies cost far less than the output they parallelize.
@@ -37,14 +37,18 @@ def _getter(field: str) -> Callable[[Column], Column]:
 def requests_from_impressions(valid_impressions: DataFrame) -> DataFrame:
     """Valid impressions (grain: impression) -> one row per request with `num_targets` and the
     target and label arrays ordered by position (then item_id). Grain: request_id."""
-    require_columns(valid_impressions, [*REQUEST_COLUMNS, *TARGET_SOURCE.values(), *TASKS], "requests_from_impressions")
+    require_columns(
+        valid_impressions, [*REQUEST_COLUMNS, *TARGET_SOURCE.values(), *TASKS], "requests_from_impressions"
+    )
     # The sort key leads the struct, so array_sort orders targets by it.
     rest = [name for name in TARGET_SOURCE if name not in TARGET_ORDER]
     target = F.struct(
         *[F.col(TARGET_SOURCE[name]).alias(name) for name in (*TARGET_ORDER, *rest)],
         *[F.col(t).alias(label) for t, label in zip(TASKS, LABEL_COLUMN_NAMES, strict=True)],
     )
-    grouped = valid_impressions.groupBy(*REQUEST_COLUMNS).agg(F.array_sort(F.collect_list(target)).alias(_TARGETS))
+    grouped = valid_impressions.groupBy(*REQUEST_COLUMNS).agg(
+        F.array_sort(F.collect_list(target)).alias(_TARGETS)
+    )
     return grouped.select(
         *REQUEST_COLUMNS,
         F.size(_TARGETS).cast("int").alias("num_targets"),
@@ -75,7 +79,9 @@ def with_history_as_of_request(
 
     def transform(requests: DataFrame) -> DataFrame:
         require_columns(requests, [*REQUEST_COLUMNS, "num_targets"], "with_history_as_of_request")
-        require_columns(user_events, ["user_id", "hist_len", "hist_ts"], "with_history_as_of_request (events)")
+        require_columns(
+            user_events, ["user_id", "hist_len", "hist_ts"], "with_history_as_of_request (events)"
+        )
         by_user = Window.partitionBy("user_id").orderBy("request_ts", "request_id")
         sliced_requests = requests.withColumn(
             "_slice", F.floor((F.row_number().over(by_user) - 1) / requests_per_slice).cast("int")
@@ -84,16 +90,24 @@ def with_history_as_of_request(
         events = (
             user_events.join(slices, "user_id")  # also drops users without requests
             .withColumn("_slice", F.explode(F.sequence(F.lit(0), F.col("_last_slice"))))
-            .select("user_id", "_slice", *[F.col(c).alias(f"u_{c}") for c in user_events.columns if c != "user_id"])
+            .select(
+                "user_id",
+                "_slice",
+                *[F.col(c).alias(f"u_{c}") for c in user_events.columns if c != "user_id"],
+            )
         )
         joined = sliced_requests.join(events, ["user_id", "_slice"], "left")
         # hist_ts is sorted ascending: the events before request_ts are a prefix of length `cut`.
         ts = F.coalesce(F.col("u_hist_ts"), F.array().cast("array<long>"))
         cut = F.aggregate(ts, F.lit(0), lambda acc, t: acc + F.when(t < F.col("request_ts"), 1).otherwise(0))
-        joined = joined.withColumn("_cut", cut).withColumn("_start", F.greatest(F.col("_cut") - l_max, F.lit(0)))
+        joined = joined.withColumn("_cut", cut).withColumn(
+            "_start", F.greatest(F.col("_cut") - l_max, F.lit(0))
+        )
         sliced = []
         for c in HISTORY_COLUMNS:
-            arr = F.coalesce(F.col(f"u_{c.name}"), F.array().cast(REQUEST_SAMPLES.spark_schema()[c.name].dataType))
+            arr = F.coalesce(
+                F.col(f"u_{c.name}"), F.array().cast(REQUEST_SAMPLES.spark_schema()[c.name].dataType)
+            )
             sliced.append(F.slice(arr, F.col("_start") + 1, F.col("_cut") - F.col("_start")).alias(c.name))
         out = joined.select(
             *[c for c in requests.columns],

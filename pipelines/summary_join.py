@@ -46,7 +46,11 @@ def join_latest_summary(
 
     def transform(requests: DataFrame) -> DataFrame:
         require_columns(requests, REQUEST_SAMPLES.column_names, "join_latest_summary (requests)")
-        require_columns(summaries, [c for c in USER_SUMMARIES.column_names if c != "date"], "join_latest_summary (summaries)")
+        require_columns(
+            summaries,
+            [c for c in USER_SUMMARIES.column_names if c != "date"],
+            "join_latest_summary (summaries)",
+        )
         mine = summaries.where(F.col("model_version") == model_version).select(
             "user_id", *[F.col(src).alias(dst) for src, dst in SUMMARY_RENAMES.items()]
         )
@@ -69,7 +73,10 @@ def join_latest_summary(
         )
         start = F.greatest(seen, F.col("hist_len") - F.lit(max_recent))
         joined = joined.withColumn("_start", start)
-        suffix = [F.slice(c.name, F.col("_start") + 1, F.col("hist_len") - F.col("_start")).alias(c.name) for c in HISTORY_COLUMNS]
+        suffix = [
+            F.slice(c.name, F.col("_start") + 1, F.col("hist_len") - F.col("_start")).alias(c.name)
+            for c in HISTORY_COLUMNS
+        ]
         out = joined.select(
             *[c for c in requests.columns if c not in {h.name for h in HISTORY_COLUMNS} | {"hist_len"}],
             *[F.col(dst) for dst in SUMMARY_RENAMES.values()],

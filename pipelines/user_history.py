@@ -66,7 +66,9 @@ def append_events(base_prefix: str, new_prefix: str, max_len: int) -> list[Colum
     for f in fields:
         name = f"{HIST_PREFIX}{f}"
         empty = F.array().cast(USER_HISTORY.spark_schema()[name].dataType)
-        both = F.concat(F.coalesce(F.col(f"{base_prefix}{name}"), empty), F.coalesce(F.col(f"{new_prefix}{name}"), empty))
+        both = F.concat(
+            F.coalesce(F.col(f"{base_prefix}{name}"), empty), F.coalesce(F.col(f"{new_prefix}{name}"), empty)
+        )
         out.append(keep_last(max_len, both, combined_len).alias(name))
     return out
 

@@ -22,7 +22,15 @@ REJECT_REASON = "reject_reason"
 # Reasons, in the order rules are checked: a row is tagged with the first one it breaks.
 # Row-level rules first (nulls the samples cannot carry, bad dates, bad labels), then request
 # consistency, then duplicates among the rows still valid.
-IMPRESSION_REQUIRED = ("request_id", "user_id", "item_id", "request_ts", "author_id", "position", "duration_ms")
+IMPRESSION_REQUIRED = (
+    "request_id",
+    "user_id",
+    "item_id",
+    "request_ts",
+    "author_id",
+    "position",
+    "duration_ms",
+)
 ACTION_REQUIRED = ("user_id", "item_id", "event_ts", "author_id", "action", "watch_ms", "duration_ms")
 OUTSIDE_DATE = "ts_outside_date"
 LABEL_NOT_BINARY = "label_not_binary"
@@ -74,7 +82,11 @@ def with_impression_reject_reason(df: DataFrame) -> DataFrame:
         .withColumn(
             REJECT_REASON,
             F.when(
-                ok & ((F.col("_canon.user_id") != F.col("user_id")) | (F.col("_canon.request_ts") != F.col("request_ts"))),
+                ok
+                & (
+                    (F.col("_canon.user_id") != F.col("user_id"))
+                    | (F.col("_canon.request_ts") != F.col("request_ts"))
+                ),
                 F.lit(INCONSISTENT_REQUEST),
             ).otherwise(F.col(REJECT_REASON)),
         )
@@ -82,7 +94,9 @@ def with_impression_reject_reason(df: DataFrame) -> DataFrame:
     )
     # Duplicates among the rows still valid: keep the lowest position (then a total order).
     ok = F.col(REJECT_REASON).isNull()
-    dup_window = Window.partitionBy("request_id", "item_id", ok).orderBy(*_total_order(IMPRESSIONS.column_names, first="position"))
+    dup_window = Window.partitionBy("request_id", "item_id", ok).orderBy(
+        *_total_order(IMPRESSIONS.column_names, first="position")
+    )
     return tagged.withColumn(
         REJECT_REASON,
         F.when(ok & (F.row_number().over(dup_window) > 1), F.lit(DUPLICATE)).otherwise(F.col(REJECT_REASON)),

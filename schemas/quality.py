@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
+from .constants import DEFAULT_L_MAX
 from .contract import TableContract
 from .fields import LABEL_COLUMN_NAMES, TASKS
 from .impressions import IMPRESSIONS
@@ -59,17 +60,29 @@ _SPARK_TYPE_NAMES = {"string": "StringType", "long": "LongType", "int": "Integer
 class GateThresholds:
     """The gate's per-run thresholds; each field is a `$PARAMETER` of the suites."""
 
-    l_max: int = field(default=10_000, metadata={"help": "hist_len <= l_max (the build's --l-max)"})
+    l_max: int = field(default=DEFAULT_L_MAX, metadata={"help": "hist_len <= l_max (the build's --l-max)"})
     max_targets: int = field(default=50, metadata={"help": "1 <= num_targets <= max_targets"})
-    min_row_count_ratio: float = field(default=0.5, metadata={"help": "rows(D) / rows(previous partition) >= this"})
-    max_row_count_ratio: float = field(default=2.0, metadata={"help": "rows(D) / rows(previous partition) <= this"})
-    min_mean_hist_len_ratio: float = field(default=0.5, metadata={"help": "mean hist_len(D) / mean hist_len(previous) >= this"})
-    max_mean_hist_len_ratio: float = field(default=2.0, metadata={"help": "mean hist_len(D) / mean hist_len(previous) <= this"})
+    min_row_count_ratio: float = field(
+        default=0.5, metadata={"help": "rows(D) / rows(previous partition) >= this"}
+    )
+    max_row_count_ratio: float = field(
+        default=2.0, metadata={"help": "rows(D) / rows(previous partition) <= this"}
+    )
+    min_mean_hist_len_ratio: float = field(
+        default=0.5, metadata={"help": "mean hist_len(D) / mean hist_len(previous) >= this"}
+    )
+    max_mean_hist_len_ratio: float = field(
+        default=2.0, metadata={"help": "mean hist_len(D) / mean hist_len(previous) <= this"}
+    )
     max_label_rate_delta: float = field(
         default=0.1, metadata={"help": "|positive-label rate(D) - rate(previous)| <= this, per task"}
     )
     input_valid_share: float = field(
-        default=0.99, metadata={"help": "inputs: share of rows with non-null ids and 0/1 labels >= this (bad rows are quarantined)"}
+        default=0.99,
+        metadata={
+            "help": "inputs: share of rows with non-null ids and 0/1 labels >= this "
+            "(bad rows are quarantined)"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -77,7 +90,10 @@ class GateThresholds:
         if self.l_max < 0 or self.max_targets < 1:
             problems.append(f"l_max >= 0 and max_targets >= 1 (got {self.l_max}, {self.max_targets})")
         if not 0 <= self.min_row_count_ratio <= self.max_row_count_ratio:
-            problems.append(f"0 <= min_row_count_ratio <= max_row_count_ratio (got {self.min_row_count_ratio}, {self.max_row_count_ratio})")
+            problems.append(
+                f"0 <= min_row_count_ratio <= max_row_count_ratio "
+                f"(got {self.min_row_count_ratio}, {self.max_row_count_ratio})"
+            )
         if not 0 <= self.min_mean_hist_len_ratio <= self.max_mean_hist_len_ratio:
             problems.append(
                 f"0 <= min_mean_hist_len_ratio <= max_mean_hist_len_ratio "
@@ -98,17 +114,24 @@ class GateThresholds:
 
 def _param(name: str) -> dict[str, str]:
     if name not in GateThresholds.__dataclass_fields__:
-        raise KeyError(f"unknown gate parameter {name!r}; known: {sorted(GateThresholds.__dataclass_fields__)}")
+        raise KeyError(
+            f"unknown gate parameter {name!r}; known: {sorted(GateThresholds.__dataclass_fields__)}"
+        )
     return {"$PARAMETER": name}
 
 
-def _schema_expectations(contract: TableContract, extra_columns: tuple[str, ...] = ()) -> list[gxe.Expectation]:
+def _schema_expectations(
+    contract: TableContract, extra_columns: tuple[str, ...] = ()
+) -> list[gxe.Expectation]:
     """Exact column list (contract order) and each column's Spark type (arrays: ArrayType; their
     element types are enforced by the contract on write, jobs/delta_io.conform)."""
     out: list[gxe.Expectation] = [
         gxe.ExpectTableColumnsToMatchOrderedList(column_list=[*contract.column_names, *extra_columns])
     ]
-    out += [gxe.ExpectColumnValuesToBeOfType(column=c.name, type_=_SPARK_TYPE_NAMES[c.dtype.name]) for c in contract]
+    out += [
+        gxe.ExpectColumnValuesToBeOfType(column=c.name, type_=_SPARK_TYPE_NAMES[c.dtype.name])
+        for c in contract
+    ]
     return out
 
 
@@ -118,12 +141,18 @@ def request_samples_suite() -> gx.ExpectationSuite:
     expectations: list[gxe.Expectation] = [
         *_schema_expectations(contract, tuple(ROW_CHECKS)),
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("request_id", "user_id", "request_ts", "date")],
+        *[
+            gxe.ExpectColumnValuesToNotBeNull(column=c)
+            for c in ("request_id", "user_id", "request_ts", "date")
+        ],
         gxe.ExpectColumnValuesToBeUnique(column="request_id"),  # validated one date at a time
         gxe.ExpectColumnValuesToBeBetween(column="num_targets", min_value=1, max_value=_param("max_targets")),
         gxe.ExpectColumnValuesToBeBetween(column="hist_len", min_value=0, max_value=_param("l_max")),
         # The qc_* columns are never null (a null array or element fails its rule).
-        *[gxe.ExpectColumnValuesToBeInSet(column=name, value_set=[True], notes=rule) for name, rule in ROW_CHECKS.items()],
+        *[
+            gxe.ExpectColumnValuesToBeInSet(column=name, value_set=[True], notes=rule)
+            for name, rule in ROW_CHECKS.items()
+        ],
     ]
     return gx.ExpectationSuite(name=SUITE_REQUEST_SAMPLES, expectations=expectations)
 
@@ -138,7 +167,10 @@ def impressions_suite() -> gx.ExpectationSuite:
         expectations=[
             *_schema_expectations(IMPRESSIONS),
             gxe.ExpectTableRowCountToBeBetween(min_value=1),
-            *[gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=mostly) for c in ("request_id", "user_id", "item_id", "request_ts")],
+            *[
+                gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=mostly)
+                for c in ("request_id", "user_id", "item_id", "request_ts")
+            ],
             *[gxe.ExpectColumnValuesToBeInSet(column=t, value_set=[0, 1], mostly=mostly) for t in TASKS],
         ],
     )
@@ -151,7 +183,10 @@ def user_actions_suite() -> gx.ExpectationSuite:
         name=SUITE_USER_ACTIONS,
         expectations=[
             *_schema_expectations(USER_ACTIONS),
-            *[gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=mostly) for c in ("user_id", "item_id", "event_ts")],
+            *[
+                gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=mostly)
+                for c in ("user_id", "item_id", "event_ts")
+            ],
         ],
     )
 
@@ -175,7 +210,9 @@ def drift_suite() -> gx.ExpectationSuite:
         expectations=[
             gxe.ExpectTableRowCountToEqual(value=1),
             gxe.ExpectColumnValuesToBeBetween(
-                column=ROW_COUNT_RATIO, min_value=_param("min_row_count_ratio"), max_value=_param("max_row_count_ratio")
+                column=ROW_COUNT_RATIO,
+                min_value=_param("min_row_count_ratio"),
+                max_value=_param("max_row_count_ratio"),
             ),
             gxe.ExpectColumnValuesToBeBetween(
                 column=MEAN_HIST_LEN_RATIO,
@@ -183,7 +220,9 @@ def drift_suite() -> gx.ExpectationSuite:
                 max_value=_param("max_mean_hist_len_ratio"),
             ),
             *[
-                gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=_param("max_label_rate_delta"))
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=c, min_value=0, max_value=_param("max_label_rate_delta")
+                )
                 for c in LABEL_RATE_DELTAS
             ],
             *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in (ROW_COUNT_RATIO, *LABEL_RATE_DELTAS)],

@@ -52,5 +52,8 @@ REQUEST_SAMPLES = TableContract(
 REQUEST_SAMPLES_STAGING = dataclasses.replace(
     REQUEST_SAMPLES,
     name="request_samples_staging",
-    doc="Unpublished request_samples partitions awaiting the quality gate (jobs/validate.py, jobs/publish.py).",
+    doc=(
+        "Unpublished request_samples partitions awaiting the quality gate "
+        "(jobs/validate.py, jobs/publish.py)."
+    ),
 )

@@ -31,7 +31,8 @@ SUMMARY_RENAMES: dict[str, str] = {
     "scale": "summary_scale",
 }
 SUMMARY_COLUMNS: tuple[Column, ...] = tuple(
-    dataclasses.replace(USER_SUMMARIES.column(src), name=dst, nullable=True) for src, dst in SUMMARY_RENAMES.items()
+    dataclasses.replace(USER_SUMMARIES.column(src), name=dst, nullable=True)
+    for src, dst in SUMMARY_RENAMES.items()
 )
 SOURCE_HIST_LEN = dataclasses.replace(
     REQUEST_SAMPLES.column("hist_len"), name="source_hist_len", doc="hist_len of the request_samples row"

@@ -14,7 +14,12 @@ USER_ACTIONS = TableContract(
         Column("item_id", LONG, nullable=True),
         Column("author_id", LONG, nullable=True),
         Column("event_ts", LONG, nullable=True, doc="ms since epoch, UTC"),
-        Column("action", INT, nullable=True, doc="bit flags: 1 play, 2 finish, 4 like, 8 comment, 16 share, 32 follow, 64 skip"),
+        Column(
+            "action",
+            INT,
+            nullable=True,
+            doc="bit flags: 1 play, 2 finish, 4 like, 8 comment, 16 share, 32 follow, 64 skip",
+        ),
         Column("watch_ms", INT, nullable=True),
         Column("duration_ms", INT, nullable=True),
         DATE,

@@ -24,7 +24,9 @@ USER_SUMMARIES = TableContract(
         Column("user_id", LONG),
         Column("as_of_ts", LONG, doc="the summary covers events strictly before this time (ms, UTC)"),
         Column("model_version", STRING, doc="the summarizer that wrote it; rankers read only their own"),
-        Column("quantization", STRING, doc=f"storage format of `summary`: one of {sorted(QUANTIZATION_DTYPES)}"),
+        Column(
+            "quantization", STRING, doc=f"storage format of `summary`: one of {sorted(QUANTIZATION_DTYPES)}"
+        ),
         Column("num_tokens", INT, doc="k"),
         Column("dim", INT, doc="d"),
         Column("summary", BINARY, doc="k x d values, row-major, in the `quantization` format"),

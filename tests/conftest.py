@@ -109,7 +109,9 @@ def _logs_template(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture()
-def logs_warehouse(warehouse: str, _logs_template: str) -> Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+def logs_warehouse(
+    warehouse: str, _logs_template: str
+) -> Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """Call it to put tests/test_build_jobs._logs() into this test's warehouse (a copy of the
     tables written once per session: Delta logs hold relative paths) and get the rows back."""
     from tests.test_build_jobs import _logs

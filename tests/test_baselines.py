@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from synthetic.batches import random_batch, tiny_config
 from trainer.baselines import DIN, MeanPool, SelfAttention
 from trainer.registry import MODELS, build_model
-from trainer.synthetic import random_batch, tiny_config
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
 
@@ -81,6 +81,7 @@ def test_registry_builds_each_model_and_rejects_unknown_names() -> None:
     assert isinstance(build_model("din", tiny_config()), DIN)
     with pytest.raises(
         ValueError,
-        match=r"unknown model 'hstu'; expected one of \['din', 'mean_pool', 'self_attention', 'stca', 'vista'\]",
+        match=r"unknown model 'hstu'; expected one of "
+        r"\['din', 'mean_pool', 'self_attention', 'stca', 'vista'\]",
     ):
         build_model("hstu", tiny_config())

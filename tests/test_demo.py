@@ -1,4 +1,4 @@
-"""jobs/demo.py's guards: a rerun replaces only a warehouse the demo created, and bad flags fail
+"""demo/app.py's guards: a rerun replaces only a warehouse the demo created, and bad flags fail
 before minutes of Spark."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.demo import DEMO_MARKER, SCALES, fresh_warehouse, main
+from demo.app import DEMO_MARKER, SCALES, fresh_warehouse, main
 
 
 def test_fresh_warehouse_creates_then_replaces_only_its_own_folder(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The synthetic logs: contract shape, reproducibility, realism, planted signal, bad rows, and the
-job's idempotent range-scoped writes (pipelines/synthetic.py, jobs/generate_logs.py).
+job's idempotent range-scoped writes (synthetic/logs.py, jobs/generate_logs.py).
 
 Building a generator's plan costs about 2 s of Python-to-JVM calls, so the frames are built once
 per module and cached, and DataFrames are compared by a one-pass fingerprint."""
@@ -16,7 +16,10 @@ from pyspark.sql import functions as F
 from jobs import generate_logs
 from jobs.delta_io import latest_version
 from pipelines.checks import MissingColumnsError
-from pipelines.synthetic import (
+from pipelines.validity import utc_date
+from schemas import IMPRESSIONS, USER_ACTIONS, TableContract
+from schemas.fields import ACTION_BITS, TASKS
+from synthetic.logs import (
     ACTION_FAULTS,
     IMPRESSION_FAULTS,
     SyntheticConfig,
@@ -30,9 +33,6 @@ from pipelines.synthetic import (
     with_impression_bad_rows,
     with_user_profile,
 )
-from pipelines.validity import utc_date
-from schemas import IMPRESSIONS, USER_ACTIONS, TableContract
-from schemas.fields import ACTION_BITS, TASKS
 
 pytestmark = pytest.mark.spark
 
@@ -235,7 +235,7 @@ def _count_where(**conditions: Column) -> list[Column]:
 
 
 def _impression_violations(df: DataFrame) -> dict[str, int]:
-    """Rows (or requests) breaking each validity rule of DESIGN.md §3, in two passes."""
+    """Rows (or requests) breaking each validity rule of docs/design.md, in two passes."""
     rows = df.agg(
         *_count_where(
             null_request_id=F.col("request_id").isNull(),
@@ -361,7 +361,13 @@ def test_generate_logs_job_is_idempotent_and_writes_only_its_dates(
 
     # Rerun the first of the two request days: one commit per table that rewrites its dates with
     # the same rows (a day's rows depend on the day, not the range) and leaves 2026-01-02 alone.
-    second = generate_logs.main([*argv, "--num-days", "1"])
+    # The typed core, as the demo and benchmarks call it; parse_args maps the flags onto it.
+    args = generate_logs.Args(warehouse=warehouse, config=SyntheticConfig(
+        seed=3, start_date="2026-01-01", num_days=1, history_days=2, recent_days=1, num_users=10,
+        num_items=1000, max_events=200,
+    ))  # fmt: skip
+    assert generate_logs.parse_args([*argv, "--num-days", "1"]) == args
+    second = generate_logs.run(spark, args)
     assert second["impression_dates"] == ["2026-01-01", "2026-01-01"]
     assert second["action_dates"] == ["2025-12-30", "2026-01-01"]
     for c in tables:

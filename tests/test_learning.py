@@ -12,14 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from loader import label_rates, resolve_snapshot
-from loader.batch import RequestBatch
-from loader.synthetic import SyntheticSamples, write_synthetic_samples
+from loader import RequestBatch, label_rates, resolve_snapshot
 from schemas.fields import LABEL_COLUMN_NAMES, TASKS
+from synthetic.batches import planted_batch, tiny_config
+from synthetic.tables import SyntheticSamples, write_synthetic_samples
 from trainer.metrics import auc
 from trainer.model import STCA
 from trainer.registry import build_model
-from trainer.synthetic import planted_batch, tiny_config
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
 
@@ -75,8 +74,17 @@ def test_init_task_bias_starts_each_task_at_its_base_rate() -> None:
 
 def test_label_rates_equal_a_pyarrow_count_over_the_date_range(tmp_path: Path) -> None:
     table = str(tmp_path / "request_samples")
-    write_synthetic_samples(table, SyntheticSamples(num_requests=50, dates=("2026-01-01", "2026-01-02"), l_max=20,
-                                                    mean_hist=5, max_targets=6, rows_per_group=10))
+    write_synthetic_samples(
+        table,
+        SyntheticSamples(
+            num_requests=50,
+            dates=("2026-01-01", "2026-01-02"),
+            l_max=20,
+            mean_hist=5,
+            max_targets=6,
+            rows_per_group=10,
+        ),
+    )
     files = resolve_snapshot(table, date_from="2026-01-02", date_to="2026-01-02").files
     read = pq.read_table(files, columns=list(LABEL_COLUMN_NAMES))
     expected = [pc.mean(pc.list_flatten(read.column(c))).as_py() for c in LABEL_COLUMN_NAMES]
@@ -85,5 +93,8 @@ def test_label_rates_equal_a_pyarrow_count_over_the_date_range(tmp_path: Path) -
     assert got != label_rates(table, date_from="2026-01-01", date_to="2026-01-01")
     # A cap reads whole files until it is reached: one file here, a subset of the day.
     assert label_rates(table, date_from="2026-01-02", date_to="2026-01-02", max_targets=1) == pytest.approx(
-        [pc.mean(pc.list_flatten(pq.read_table(files[0], columns=[c]).column(c))).as_py() for c in LABEL_COLUMN_NAMES]
+        [
+            pc.mean(pc.list_flatten(pq.read_table(files[0], columns=[c]).column(c))).as_py()
+            for c in LABEL_COLUMN_NAMES
+        ]
     )

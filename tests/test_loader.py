@@ -16,6 +16,10 @@ import torch
 from deltalake import write_deltalake
 
 from loader import (
+    HISTORY_FIELDS,
+    TARGET_FIELDS,
+    CompactLoader,
+    CompactLoaderConfig,
     DataFileError,
     LengthSampling,
     LoaderConfig,
@@ -24,18 +28,23 @@ from loader import (
     RequestLoader,
     SchemaMismatchError,
     SnapshotError,
+    batch_sizes,
     resolve_snapshot,
 )
-from loader.batch import HISTORY_FIELDS, TARGET_FIELDS
 from loader.petastorm_io import ArrowRowGroupWorker
-from loader.request_loader import batch_sizes
-from loader.synthetic import SyntheticSamples, write_synthetic_samples
+from schemas import REQUEST_SAMPLES_COMPACT
 from schemas.fields import LABEL_COLUMN_NAMES
+from synthetic.tables import SyntheticSamples, write_synthetic_samples
 
 pytestmark = pytest.mark.timeout(120)  # a hang is a failure, not a stuck CI run
 
 SMALL = SyntheticSamples(
-    num_requests=150, dates=("2026-01-01", "2026-01-02"), l_max=400, mean_hist=80, max_targets=6, rows_per_group=40
+    num_requests=150,
+    dates=("2026-01-01", "2026-01-02"),
+    l_max=400,
+    mean_hist=80,
+    max_targets=6,
+    rows_per_group=40,
 )
 
 
@@ -79,11 +88,15 @@ def test_epoch_over_all_ranks_yields_every_request_once_equal_to_pyarrow(table: 
         got: dict[str, dict[str, list[int]]] = {}
         counts = []
         for rank in range(world_size):
-            loader = RequestLoader(table, LoaderConfig(batch_size=32, seed=5, rank=rank, world_size=world_size))
+            loader = RequestLoader(
+                table, LoaderConfig(batch_size=32, seed=5, rank=rank, world_size=world_size)
+            )
             batches = list(loader)
             counts.append(len(batches))
             assert len(loader) == len(batches) == len(list(loader)), "len() is every epoch's batch count"
-            assert all(b.hist_item_id.shape[1] == int(b.hist_len.max()) for b in batches), "L is the batch maximum"
+            assert all(b.hist_item_id.shape[1] == int(b.hist_len.max()) for b in batches), (
+                "L is the batch maximum"
+            )
             mine = rows_of(batches)
             assert not set(mine) & set(got), "a request reached two ranks"
             got |= mine
@@ -99,7 +112,9 @@ def test_batches_mix_users_and_the_same_seed_gives_the_same_batches(table: str) 
     assert first != other
     # Rows are drawn across row groups and dates, not in the table's user-clustered order.
     assert any(len({rid[:10] for rid in ids}) > 1 for ids in first)
-    ordered = [rid for b in RequestLoader(table, LoaderConfig(batch_size=32, shuffle=False)) for rid in b.request_id]
+    ordered = [
+        rid for b in RequestLoader(table, LoaderConfig(batch_size=32, shuffle=False)) for rid in b.request_id
+    ]
     assert [rid for ids in first for rid in ids] != ordered
 
 
@@ -165,7 +180,10 @@ def test_sampled_lengths_have_the_chosen_mean_and_are_multiples_of_8() -> None:
 
 def test_training_histories_are_the_most_recent_suffix(table: str) -> None:
     full = rows_of(RequestLoader(table, LoaderConfig(batch_size=32, shuffle=False)))
-    sampled = RequestLoader(table, LoaderConfig(batch_size=32, seed=2, length_sampling=LengthSampling(l_min=8, l_max=400, mean=40)))
+    sampled = RequestLoader(
+        table,
+        LoaderConfig(batch_size=32, seed=2, length_sampling=LengthSampling(l_min=8, l_max=400, mean=40)),
+    )
     cut = 0
     for rid, row in rows_of(sampled).items():
         n = len(row["hist_item_id"])
@@ -192,7 +210,9 @@ def test_token_budget_balances_batches_by_history_tokens(table: str) -> None:
 
 def test_more_ranks_than_row_groups_is_refused_with_what_to_do(table: str) -> None:
     row_groups = sum(pq.read_metadata(f).num_row_groups for f in resolve_snapshot(table).files)
-    with pytest.raises(LoaderError, match=f"has {row_groups} row groups for {row_groups + 1} ranks; use fewer ranks"):
+    with pytest.raises(
+        LoaderError, match=f"has {row_groups} row groups for {row_groups + 1} ranks; use fewer ranks"
+    ):
         RequestLoader(table, LoaderConfig(rank=0, world_size=row_groups + 1))
 
 
@@ -205,9 +225,13 @@ def test_batch_sizes_are_equal_in_count_across_ranks() -> None:
 
 def test_pinned_old_version_reads_correctly_after_overwrite(tmp_path: Path) -> None:
     path = str(tmp_path / "rs")
-    v0 = write_synthetic_samples(path, SyntheticSamples(num_requests=60, l_max=50, mean_hist=10, rows_per_group=30, seed=1))
+    v0 = write_synthetic_samples(
+        path, SyntheticSamples(num_requests=60, l_max=50, mean_hist=10, rows_per_group=30, seed=1)
+    )
     old = rows_of_pyarrow(path, v0)
-    v1 = write_synthetic_samples(path, SyntheticSamples(num_requests=90, l_max=50, mean_hist=10, rows_per_group=30, seed=2))
+    v1 = write_synthetic_samples(
+        path, SyntheticSamples(num_requests=90, l_max=50, mean_hist=10, rows_per_group=30, seed=2)
+    )
     on_disk = {str(p) for p in Path(path).rglob("*.parquet")}
     assert len(on_disk) > len(resolve_snapshot(path).files), "the overwritten files are still in the folder"
     pinned = RequestLoader(path, LoaderConfig(batch_size=16), version=v0)
@@ -234,7 +258,9 @@ def test_date_range_selects_partitions(table: str) -> None:
 def test_snapshot_errors_say_what_to_pass(table: str) -> None:
     with pytest.raises(SnapshotError, match="has no _delta_log folder; pass the table's own folder"):
         RequestLoader(str(Path(table).parent))
-    with pytest.raises(LoaderError, match="at version 99; the latest version is 0"):  # a SnapshotError is a LoaderError
+    with pytest.raises(
+        LoaderError, match="at version 99; the latest version is 0"
+    ):  # a SnapshotError is a LoaderError
         RequestLoader(table, version=99)
     with pytest.raises(ValueError, match="version must be >= 0"):
         RequestLoader(table, version=-1)
@@ -277,9 +303,13 @@ def test_file_removed_during_iteration_ends_with_an_error_naming_it(table: str, 
 
 def test_schema_that_does_not_match_the_contract_is_named(table: str, tmp_path: Path) -> None:
     good = pq.read_table(resolve_snapshot(table).files[0])
-    t = good.set_column(good.schema.get_field_index("hist_len"), "hist_len", good.column("hist_len").cast(pa.int64()))
+    t = good.set_column(
+        good.schema.get_field_index("hist_len"), "hist_len", good.column("hist_len").cast(pa.int64())
+    )
     write_deltalake(str(tmp_path / "bad"), t)
-    with pytest.raises(SchemaMismatchError, match="column 'hist_len' has type int64, the contract says int32"):
+    with pytest.raises(
+        SchemaMismatchError, match="column 'hist_len' has type int64, the contract says int32"
+    ):
         RequestLoader(str(tmp_path / "bad"))
     write_deltalake(str(tmp_path / "missing"), good.drop(["hist_ts"]))
     with pytest.raises(SchemaMismatchError, match="column 'hist_ts' .* is missing"):
@@ -299,11 +329,86 @@ def test_batch_forms() -> None:
     h = torch.tensor([3, 1])
     hist = torch.tensor([[1, 2, 3], [4, 0, 0]])
     zeros = torch.zeros(2, 2, dtype=torch.int64)
-    batch = RequestBatch(["a", "b"], torch.tensor([1, 2]), torch.tensor([9, 9]), h, *(hist.clone() for _ in HISTORY_FIELDS),
-                         torch.tensor([2, 1]), *(zeros.clone() for _ in TARGET_FIELDS), torch.zeros(2, 2, 6))
+    batch = RequestBatch(
+        ["a", "b"],
+        torch.tensor([1, 2]),
+        torch.tensor([9, 9]),
+        h,
+        *(hist.clone() for _ in HISTORY_FIELDS),
+        torch.tensor([2, 1]),
+        *(zeros.clone() for _ in TARGET_FIELDS),
+        torch.zeros(2, 2, 6),
+    )
     packed = batch.packed_history()
     assert packed.offsets.tolist() == [0, 3, 4]
     assert packed.values["hist_item_id"].tolist() == [1, 2, 3, 4]
     cut = batch.with_history_suffix(2)
     assert cut.hist_item_id.tolist() == [[2, 3], [4, 0]] and cut.hist_len.tolist() == [2, 1]
     assert batch.target_mask.tolist() == [[True, True], [True, False]]
+
+
+# -- a resolved snapshot, and what both loaders share (loader/epochs.py) ------------------------------
+def test_a_resolved_snapshot_is_narrowed_by_date_without_resolving_again(table: str) -> None:
+    snapshot = resolve_snapshot(table)
+    day = RequestLoader(snapshot, date_from="2026-01-02", date_to="2026-01-02")
+    assert day.snapshot == resolve_snapshot(table, date_from="2026-01-02", date_to="2026-01-02")
+    assert day.snapshot.files and len(day.snapshot.files) < len(snapshot.files)
+    assert RequestLoader(snapshot, version=snapshot.version).snapshot == snapshot
+    with pytest.raises(ValueError, match=f"the snapshot given is version {snapshot.version} of .*, not 7"):
+        RequestLoader(snapshot, version=7)
+    with pytest.raises(LoaderError, match="has no data files for dates 2026-02-01 .. \\+inf"):
+        RequestLoader(snapshot, date_from="2026-02-01")
+
+
+@pytest.fixture(scope="module")
+def compact_table(table: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A request_samples_compact table without summaries (null summary columns), written with
+    delta-rs from the synthetic table: enough for what the loaders share."""
+    files = resolve_snapshot(table).data_files
+    parts = [pq.read_table(f.path) for f in files]
+    samples = pa.concat_tables(parts)
+    schema = REQUEST_SAMPLES_COMPACT.arrow_schema()
+    n = samples.num_rows
+    dates = [f.partition["date"] for f, part in zip(files, parts, strict=True) for _ in range(part.num_rows)]
+    extra = {"model_version": pa.array(["v0"] * n), "source_hist_len": samples.column("hist_len"),
+             "date": pa.array(dates)}  # fmt: skip
+    columns = [
+        samples.column(f.name) if f.name in samples.schema.names else extra.get(f.name, pa.nulls(n, f.type))
+        for f in schema
+    ]
+    path = str(tmp_path_factory.mktemp("compact") / "request_samples_compact")
+    write_deltalake(path, pa.table(columns, schema=schema), partition_by=["date"])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["request", "compact"])
+def test_the_context_manager_stops_an_iteration_in_progress(
+    table: str, compact_table: str, kind: str
+) -> None:
+    make = (
+        (lambda: RequestLoader(table, LoaderConfig(batch_size=8, workers=1, prefetch=1)))
+        if kind == "request"
+        else (lambda: CompactLoader(compact_table, CompactLoaderConfig(batch_size=8)))
+    )
+    with make() as loader:
+        assert isinstance(loader, RequestLoader | CompactLoader)
+        it = iter(loader)
+        assert next(it).size == 8
+        with pytest.raises(RuntimeError, match="already being iterated"):
+            next(iter(loader))
+    with pytest.raises(LoaderError, match="the loader was closed during epoch 0"):
+        next(it)
+    with pytest.raises(RuntimeError, match="this loader failed earlier"):
+        next(iter(loader))
+    assert make().state_dict()["sample_in_epoch"] == 0
+    assert loader.state_dict()["sample_in_epoch"] == 8  # what was handed out before the close
+
+
+def test_compact_loader_refuses_to_iterate_again_after_a_failure(compact_table: str, tmp_path: Path) -> None:
+    path = copy_table(compact_table, tmp_path / "t")
+    loader = CompactLoader(path, CompactLoaderConfig(batch_size=8, shuffle=False))
+    os.remove(resolve_snapshot(path).files[-1])
+    with pytest.raises(FileNotFoundError):
+        list(loader)
+    with pytest.raises(RuntimeError, match="this loader failed earlier"):
+        iter(loader).__next__()

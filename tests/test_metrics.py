@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from synthetic.batches import random_batch
 from trainer.metrics import MetricAccumulator, auc, average_ranks, gauc, log_loss, task_metrics
-from trainer.synthetic import random_batch
 
 
 def brute_force_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -43,7 +43,8 @@ def test_gauc_is_impression_weighted_over_users_with_both_classes() -> None:
     scores = np.array([0.9, 0.1, 0.5, 0.2, 0.3, 0.4, 0.7, 0.6])
     labels = np.array([1, 0, 0, 1, 1, 0, 1, 1])
     users = np.array([1, 1, 2, 2, 2, 2, 3, 3])  # user 3 has one class only: left out
-    # user 1: AUC 1 over 2 impressions; user 2: pos {0.2, 0.3} vs neg {0.5, 0.4}: 0 wins -> AUC 0, 4 impressions.
+    # user 1: AUC 1 over 2 impressions; user 2: pos {0.2, 0.3} vs neg {0.5, 0.4}: 0 wins -> AUC 0,
+    # 4 impressions.
     assert gauc(scores, labels, users) == pytest.approx((2 * 1.0 + 4 * 0.0) / 6)
     assert math.isnan(gauc(scores, labels, np.arange(8)))
 

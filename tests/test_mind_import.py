@@ -6,12 +6,16 @@ and run through build_user_history and build_request_samples: conservation and p
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from jobs import build_request_samples, import_public_logs
 from pipelines.mind import (
     CLICK_ACTION,
+    MIND,
     MIND_CATEGORIES,
     PRE_WINDOW_SPACING_MS,
     items_from_news,
@@ -22,6 +26,7 @@ from pipelines.mind import (
 )
 from pipelines.public_logs import HASHED_GENRE_OFFSET, UNKNOWN_AUTHOR
 from pipelines.validity import REJECT_REASON, valid_rows
+from schemas import REQUEST_SAMPLES, USER_ACTIONS
 
 pytestmark = pytest.mark.spark
 
@@ -52,12 +57,17 @@ BAD = [
 
 def test_parse_behaviors_tags_every_bad_line_with_its_first_reason(spark: SparkSession) -> None:
     rows = parse_behaviors(_lines(spark, GOOD + BAD)).collect()
-    assert [r[REJECT_REASON] for r in rows] == [None, None, None] + [
-        "wrong_field_count", "unparsable_impression_id", "unparsable_user", "unparsable_time",
+    assert [r[REJECT_REASON] for r in rows] == [
+        None, None, None, "wrong_field_count", "unparsable_impression_id", "unparsable_user",
+        "unparsable_time",
         "unparsable_history", "unparsable_impressions", "no_impressions",
     ]  # fmt: skip
     first = rows[0]
-    assert (first["user_id"], first["ts_ms"], first["history_items"]) == (10, _ms("11/12/2019 2:14:46 PM"), [1, 2, 1])
+    assert (first["user_id"], first["ts_ms"], first["history_items"]) == (
+        10,
+        _ms("11/12/2019 2:14:46 PM"),
+        [1, 2, 1],
+    )
     assert [(s["item_id"], s["clicked"]) for s in first["shown"]] == [(5, 0), (6, 1), (7, 0)]
     assert rows[2]["history_items"] == []
 
@@ -66,7 +76,11 @@ def test_targets_keep_the_listed_order_and_finish_is_the_click(spark: SparkSessi
     valid = valid_rows(parse_behaviors(_lines(spark, GOOD)))
     targets = sorted(mind_targets()(valid).collect(), key=lambda r: (r["request_id"], r["position"]))
     by_request = {(r["request_id"], r["position"]): r for r in targets}
-    assert [(r["item_id"], r["finish"]) for r in targets if r["request_id"] == "mind:7"] == [(5, 0), (6, 1), (7, 0)]
+    assert [(r["item_id"], r["finish"]) for r in targets if r["request_id"] == "mind:7"] == [
+        (5, 0),
+        (6, 1),
+        (7, 0),
+    ]
     assert all(r["skip"] == r["like"] == 0 for r in targets)
     assert by_request[("mind:8", 1)]["request_ts"] == _ms("11/11/2019 9:00:00 AM")
     assert all(r["author_id"] == UNKNOWN_AUTHOR for r in targets)
@@ -76,7 +90,10 @@ def test_clicks_become_events_at_their_impression_time_and_history_before_the_fi
     spark: SparkSession,
 ) -> None:
     valid = valid_rows(parse_behaviors(_lines(spark, GOOD)))
-    clicks = sorted((r["user_id"], r["item_id"], r["event_ts"], r["action"]) for r in window_clicks(mind_targets()(valid)).collect())
+    clicks = sorted(
+        (r["user_id"], r["item_id"], r["event_ts"], r["action"])
+        for r in window_clicks(mind_targets()(valid)).collect()
+    )
     assert clicks == sorted([
         (10, 6, _ms("11/12/2019 2:14:46 PM"), CLICK_ACTION),
         (10, 8, _ms("11/11/2019 9:00:00 AM"), CLICK_ACTION),
@@ -97,3 +114,65 @@ def test_items_from_news_maps_categories_to_authors(spark: SparkSession) -> None
     assert rows[0]["author_id"] == MIND_CATEGORIES.index("sports") + 1
     assert rows[1]["author_id"] >= HASHED_GENRE_OFFSET
     assert [r[REJECT_REASON] for r in rows] == [None, None, "item_file_unparsable", "item_file_unparsable"]
+
+
+MIND_CUT = Path(__file__).resolve().parent / "data" / "mind-small-cut"
+MIND_DAYS = ("2019-11-09", "2019-11-14")
+
+
+def test_mind_cut_imports_and_runs_through_the_pipeline(spark: SparkSession, warehouse: str) -> None:
+    """The real cut: conservation at import and at build, the point-in-time rule on every request,
+    in-window clicks visible to the user's later requests only, the history column to all."""
+    behaviors = (MIND_CUT / "behaviors.tsv").read_text().splitlines()
+    slots = sum(len(line.split("\t")[4].split()) for line in behaviors)
+    clicks = sum(t.endswith("-1") for line in behaviors for t in line.split("\t")[4].split())
+    summary = import_public_logs.run(
+        spark,
+        import_public_logs.Args(
+            fmt=MIND, inputs=(str(MIND_CUT / "behaviors.tsv"),), items=str(MIND_CUT / "news.tsv"),
+            warehouse=warehouse,
+        ),
+    )  # fmt: skip
+    assert (summary["lines_read"], summary["requests"], summary["quarantined"]) == (44, 44, {})
+    assert (summary["impressions"], summary["clicks"]) == (slots, clicks)
+    assert summary["user_actions"] == clicks + summary["pre_window_events"]
+    assert summary["item_rows"] == 77 and summary["targets_with_unknown_author"] < slots
+    assert summary["dates"][1] == MIND_DAYS[1] and summary["dates"][0] <= MIND_DAYS[0]
+
+    # every day from the first event's in one pass, no earlier state: all events are in the range
+    built = build_request_samples.run(
+        spark,
+        build_request_samples.Args(
+            date=summary["dates"][0], to_date=summary["dates"][1], warehouse=warehouse,
+            output=REQUEST_SAMPLES, allow_no_state=True,
+        ),
+    )  # fmt: skip
+    assert (built["impressions_read"], built["targets"], built["requests"]) == (slots, slots, 44)
+    assert built["quarantined"] == {}
+
+    samples = spark.read.format("delta").load(REQUEST_SAMPLES.location(warehouse)).collect()
+    actions: dict[int, list[int]] = {}
+    for a in spark.read.format("delta").load(USER_ACTIONS.location(warehouse)).collect():
+        actions.setdefault(a["user_id"], []).append(a["event_ts"])
+    lines = {f"mind:{line.split(chr(9))[0]}": line.split("\t") for line in behaviors}
+    for r in samples:
+        fields = lines[r["request_id"]]
+        assert all(ts < r["request_ts"] for ts in r["hist_ts"]), r["request_id"]
+        assert r["hist_len"] == sum(1 for ts in actions[r["user_id"]] if ts < r["request_ts"])
+        # the history column, in listed order, opens every request's history
+        listed = [int(t[1:]) for t in fields[3].split()]
+        assert r["hist_item_id"][: len(listed)] == listed
+        shown = [t.split("-") for t in fields[4].split()]
+        assert r["tgt_item_id"] == [int(n[1:]) for n, _ in shown]
+        assert r["label_finish"] == [int(c) for _, c in shown]
+    # a user's earlier clicks reach their later requests
+    by_user: dict[int, list[Any]] = {}
+    for r in samples:
+        by_user.setdefault(r["user_id"], []).append(r)
+    later = [sorted(rs, key=lambda r: r["request_ts"]) for rs in by_user.values() if len(rs) > 1]
+    assert later and all(rs[-1]["hist_len"] >= rs[0]["hist_len"] for rs in later)
+    grew = [
+        rs for rs in later
+        if any(rs[i + 1]["hist_len"] > rs[i]["hist_len"] for i in range(len(rs) - 1))
+    ]  # fmt: skip
+    assert grew, "no multi-request user has a click in an earlier request"

@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from loader.batch import HISTORY_FIELDS, RequestBatch
+from loader import HISTORY_FIELDS, RequestBatch
+from synthetic.batches import random_batch, tiny_config
 from trainer.config import ConfigError, STCAConfig
 from trainer.losses import masked_bce_loss, per_task_bce
 from trainer.model import STCA, TokenTransform, hash_ids, log_buckets, pointwise_batch
-from trainer.synthetic import random_batch, tiny_config
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
 

@@ -4,6 +4,7 @@ current staging version; a passing one is published with its provenance in the c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,25 @@ from jobs.delta_io import table_exists
 from jobs.gate import read_record
 from jobs.validate import QualityGateError
 from schemas import REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING
+from schemas.quality import GateThresholds
 from tests.test_build_jobs import DAYS, L_MAX, STATE_LEN
 
 pytestmark = pytest.mark.spark
 
 # The test logs carry a few bad rows per day on purpose (they are quarantined); loose drift bands
 # because a day has ~10 requests.
-GATE = ["--l-max", str(L_MAX), "--input-valid-share", "0.8", "--max-label-rate-delta", "1", "--min-row-count-ratio", "0.1",
-        "--max-row-count-ratio", "10", "--min-mean-hist-len-ratio", "0.1", "--max-mean-hist-len-ratio", "10"]
+GATE = GateThresholds(
+    l_max=L_MAX,
+    input_valid_share=0.8,
+    max_label_rate_delta=1,
+    min_row_count_ratio=0.1,
+    max_row_count_ratio=10,
+    min_mean_hist_len_ratio=0.1,
+    max_mean_hist_len_ratio=10,
+)
+GATE_FLAGS = ["--l-max", str(L_MAX), "--input-valid-share", "0.8", "--max-label-rate-delta", "1",
+              "--min-row-count-ratio", "0.1", "--max-row-count-ratio", "10",
+              "--min-mean-hist-len-ratio", "0.1", "--max-mean-hist-len-ratio", "10"]  # fmt: skip
 
 
 def _published(spark: SparkSession, warehouse: str) -> tuple[int | None, dict[str, int]]:
@@ -33,48 +45,78 @@ def _published(spark: SparkSession, warehouse: str) -> tuple[int | None, dict[st
     if not table_exists(spark, path):
         return None, {}
     version = int(DeltaTable.forPath(spark, path).history(1).first()["version"])  # type: ignore[index]
-    counts = {r["date"]: int(r["count"]) for r in spark.read.format("delta").load(path).groupBy("date").count().collect()}
+    rows = spark.read.format("delta").load(path).groupBy("date").count().collect()
+    counts = {r["date"]: int(r["count"]) for r in rows}
     return version, counts
 
 
-def test_gate_blocks_then_publishes_with_provenance(spark: SparkSession, warehouse: str, logs_warehouse: Any) -> None:
-    logs_warehouse()
-    wh = ["--warehouse", warehouse]
+def test_validate_and_publish_flags_map_to_args() -> None:
+    """The command lines the DAG runs: threshold flags and --thresholds-json into GateThresholds."""
     day = DAYS[1]
-    build_user_history.main([*wh, "--date", DAYS[0], "--state-len", str(STATE_LEN)])
-    built = build_request_samples.main([*wh, "--date", day, "--l-max", str(L_MAX)])
+    got = validate.parse_args(["--warehouse", "wh", "--date", day, *GATE_FLAGS])
+    assert got == validate.Args(date=day, warehouse="wh", thresholds=GATE)
+    as_json = validate.parse_args(["--date", day, *GATE_FLAGS, "--thresholds-json", '{"max_targets": 1}'])
+    assert as_json.thresholds == dataclasses.replace(GATE, max_targets=1)
+    got_publish = publish.parse_args(["--date", day, "--quality-root", "q"])
+    assert got_publish == publish.Args(date=day, quality_root="q")
+
+
+def test_gate_blocks_then_publishes_with_provenance(
+    spark: SparkSession, warehouse: str, logs_warehouse: Any
+) -> None:
+    logs_warehouse()
+    day = DAYS[1]
+    boot = build_user_history.Args(date=DAYS[0], warehouse=warehouse, state_len=STATE_LEN)
+    build_user_history.run(spark, boot)
+    stage = build_request_samples.Args(date=day, warehouse=warehouse, l_max=L_MAX)
+    built = build_request_samples.run(spark, stage)
     assert built["table"] == REQUEST_SAMPLES_STAGING.name
     assert _published(spark, warehouse) == (None, {})  # the build alone publishes nothing
 
-    with pytest.raises(publish.PublishRefusedError, match=f"no quality gate record for request_samples_staging date {day}"):
-        publish.main([*wh, "--date", day])
+    # Through the command line once: main() parses the flags and runs the same core.
+    with pytest.raises(
+        publish.PublishRefusedError, match=f"no quality gate record for request_samples_staging date {day}"
+    ):
+        publish.main(["--warehouse", warehouse, "--date", day])
 
     # An impossible threshold fails the gate: nothing is published, publish refuses.
-    with pytest.raises(QualityGateError, match=rf"quality gate failed for request_samples_staging date {day} \(version 1"):
-        validate.main([*wh, "--date", day, *GATE, "--max-targets", "1"])
-    with pytest.raises(publish.PublishRefusedError, match="the quality gate failed for request_samples_staging version 1"):
-        publish.main([*wh, "--date", day])
+    strict = validate.Args(date=day, warehouse=warehouse, thresholds=dataclasses.replace(GATE, max_targets=1))
+    with pytest.raises(
+        QualityGateError, match=rf"quality gate failed for request_samples_staging date {day} \(version 1"
+    ):
+        validate.run(spark, strict)
+    publish_day = publish.Args(date=day, warehouse=warehouse)
+    with pytest.raises(
+        publish.PublishRefusedError, match="the quality gate failed for request_samples_staging version 1"
+    ):
+        publish.run(spark, publish_day)
     assert _published(spark, warehouse) == (None, {})
 
-    passed = validate.main([*wh, "--date", day, *GATE])
+    passed = validate.run(spark, validate.Args(date=day, warehouse=warehouse, thresholds=GATE))
     assert passed["success"] is True and passed["staging_version"] == 1
     root = Path(warehouse) / "_quality"
     assert (root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
     assert any((root / "gx" / "uncommitted" / "validations").rglob("*.json"))  # GX's own results
 
-    out = publish.main([*wh, "--date", day])
+    out = publish.run(spark, publish_day)
     assert out["rows"] == built["requests"] == read_record(root, day).rows
     version, counts = _published(spark, warehouse)
     assert counts == {day: built["requests"]}
-    meta = DeltaTable.forPath(spark, REQUEST_SAMPLES.location(warehouse)).history(1).first()["userMetadata"]  # type: ignore[index]
-    assert json.loads(meta) | {"gate_record": None} == {"date": day, "staging_version": 1, "gate": "passed", "gate_record": None}
-    staged = spark.read.format("delta").load(REQUEST_SAMPLES_STAGING.location(warehouse)).where(F.col("date") == day)
+    history = DeltaTable.forPath(spark, REQUEST_SAMPLES.location(warehouse)).history(1)
+    meta = history.first()["userMetadata"]  # type: ignore[index]
+    assert json.loads(meta) | {"gate_record": None} == {
+        "date": day, "staging_version": 1, "gate": "passed", "gate_record": None
+    }  # fmt: skip
+    staging = spark.read.format("delta").load(REQUEST_SAMPLES_STAGING.location(warehouse))
+    staged = staging.where(F.col("date") == day)
     live = spark.read.format("delta").load(REQUEST_SAMPLES.location(warehouse))
     assert sorted(map(tuple, staged.collect())) == sorted(map(tuple, live.collect()))
 
     # Staging changed after the verdict (a rebuild): the old verdict no longer publishes.
-    build_request_samples.main([*wh, "--date", day, "--l-max", str(L_MAX)])
-    with pytest.raises(publish.PublishRefusedError, match="validated request_samples_staging version 1 but the table is now at version 2"):
-        publish.main([*wh, "--date", day])
+    build_request_samples.run(spark, stage)
+    with pytest.raises(
+        publish.PublishRefusedError,
+        match="validated request_samples_staging version 1 but the table is now at version 2",
+    ):
+        publish.run(spark, publish_day)
     assert _published(spark, warehouse) == (version, counts)
-

@@ -30,15 +30,19 @@ THRESHOLDS = GateThresholds(l_max=3, max_targets=2, max_label_rate_delta=0.2)
 REQUEST_TS = 10_000
 
 
-def _row(request_id: str, hist_ts: list[int | None] | None = None, targets: int = 2, **override: Any) -> dict[str, Any]:
+def _row(
+    request_id: str, hist_ts: list[int | None] | None = None, targets: int = 2, **override: Any
+) -> dict[str, Any]:
     hist = [1_000, 2_000] if hist_ts is None else hist_ts
     row: dict[str, Any] = {
         "request_id": request_id, "user_id": 1, "request_ts": REQUEST_TS, "date": "2026-03-01",
         "hist_len": len(hist), "hist_item_id": [7] * len(hist), "hist_author_id": [1] * len(hist),
-        "hist_action": [1] * len(hist), "hist_ts": hist, "hist_watch_ms": [5] * len(hist), "hist_duration_ms": [9] * len(hist),
+        "hist_action": [1] * len(hist), "hist_ts": hist, "hist_watch_ms": [5] * len(hist),
+        "hist_duration_ms": [9] * len(hist),
         "num_targets": targets, "tgt_item_id": [3] * targets, "tgt_author_id": [1] * targets,
         "tgt_position": list(range(targets)), "tgt_duration_ms": [9] * targets,
-        **{name: [1, 0, 1][:targets] + [0] * max(targets - 3, 0) for name in ("label_finish", "label_skip", "label_like")},
+        **{name: [1, 0, 1][:targets] + [0] * max(targets - 3, 0)
+           for name in ("label_finish", "label_skip", "label_like")},
         **{name: [0] * targets for name in ("label_comment", "label_share", "label_follow")},
     }
     row.update(override)
@@ -56,7 +60,8 @@ BAD_ROWS: dict[str, dict[str, Any]] = {
     "qc_target_lengths_match": _row("qc_target_lengths_match", tgt_position=[0]),
     "qc_no_null_elements": _row("qc_no_null_elements", hist_watch_ms=[5, None]),
     "qc_hist_ts_sorted": _row("qc_hist_ts_sorted", hist_ts=[2_000, 1_000]),
-    "qc_hist_before_request": _row("qc_hist_before_request", hist_ts=[1_000, REQUEST_TS]),  # equal is leakage too
+    # equal is leakage too
+    "qc_hist_before_request": _row("qc_hist_before_request", hist_ts=[1_000, REQUEST_TS]),
     "qc_labels_binary": _row("qc_labels_binary", label_like=[1, 2]),
 }
 
@@ -68,9 +73,11 @@ def _frame(spark: SparkSession, rows: list[dict[str, Any]]) -> DataFrame:
 
 
 def test_with_row_checks_flags_exactly_the_broken_rule(spark: SparkSession) -> None:
-    rows = [_row("ok"), _row("empty_history", hist_ts=[]), _row("one_event", hist_ts=[5]), _row("ties", hist_ts=[5, 5])]
+    rows = [_row("ok"), _row("empty_history", hist_ts=[]), _row("one_event", hist_ts=[5])]
+    rows += [_row("ties", hist_ts=[5, 5])]
     rows += [r for k, r in BAD_ROWS.items() if k.startswith("qc_")]
-    got = {r["request_id"]: {c for c in ROW_CHECKS if not r[c]} for r in _frame(spark, rows).transform(with_row_checks).collect()}
+    checked = _frame(spark, rows).transform(with_row_checks).collect()
+    got = {r["request_id"]: {c for c in ROW_CHECKS if not r[c]} for r in checked}
     assert got == {
         "ok": set(), "empty_history": set(), "one_event": set(), "ties": set(),
         **{rule: {rule} for rule in BAD_ROWS if rule.startswith("qc_")},
@@ -78,8 +85,10 @@ def test_with_row_checks_flags_exactly_the_broken_rule(spark: SparkSession) -> N
 
 
 def _failures(result: dict[str, Any]) -> dict[tuple[str, str | None], Any]:
-    return {(f["expectation"], f["column"]): f["unexpected_count"] if f["unexpected_count"] is not None else f["observed"]
-            for f in result["failed"]}
+    def count(f: dict[str, Any]) -> Any:
+        return f["observed"] if f["unexpected_count"] is None else f["unexpected_count"]
+
+    return {(f["expectation"], f["column"]): count(f) for f in result["failed"]}
 
 
 def _spark_rows(spark: SparkSession, rows: list[tuple[Any, ...]], schema: Any) -> DataFrame:
@@ -94,8 +103,11 @@ def test_suites_catch_each_violation_conservation_and_drift(spark: SparkSession,
     bad = _frame(spark, [_row("ok"), *BAD_ROWS.values()])
     impressions = _spark_rows(spark, [_impression(i) for i in range(5)], IMPRESSIONS.spark_schema())
     quarantined = spark.createDataFrame([], QUARANTINE.spark_schema())
-    samples = _frame(spark, [_row("a", targets=2), _row("b", targets=2)])  # 4 targets + 0 quarantined != 5 read
-    previous = _frame(spark, [_row(f"p{i}", targets=1, hist_ts=[1] * 3, hist_len=3, label_finish=[0]) for i in range(5)])
+    # 4 targets + 0 quarantined != 5 read
+    samples = _frame(spark, [_row("a", targets=2), _row("b", targets=2)])
+    previous = _frame(
+        spark, [_row(f"p{i}", targets=1, hist_ts=[1] * 3, hist_len=3, label_finish=[0]) for i in range(5)]
+    )
     result = run_suites(
         tmp_path / "q",
         "violations",
@@ -118,7 +130,8 @@ def test_suites_catch_each_violation_conservation_and_drift(spark: SparkSession,
     # 0/1/1 (off by 0.5 > 0.2), the other tasks 0 vs 0
     assert _failures(result[SUITE_DRIFT]) == {
         ("expect_column_values_to_be_between", c): 1
-        for c in ("row_count_ratio", "label_rate_delta_finish", "label_rate_delta_skip", "label_rate_delta_like")
+        for c in ("row_count_ratio", "label_rate_delta_finish", "label_rate_delta_skip",
+                  "label_rate_delta_like")  # fmt: skip
     }
     assert (tmp_path / "q" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
 
@@ -126,7 +139,8 @@ def test_suites_catch_each_violation_conservation_and_drift(spark: SparkSession,
 def test_suites_pass_clean_data(spark: SparkSession, tmp_path: Path) -> None:
     samples = _frame(spark, [_row("a", targets=2), _row("b", targets=1, hist_ts=[]), _row("c", targets=2)])
     impressions = _spark_rows(spark, [_impression(i) for i in range(6)], IMPRESSIONS.spark_schema())
-    quarantined = _spark_rows(spark, [("impressions", "duplicate", "{}", "2026-03-01")], QUARANTINE.spark_schema())
+    duplicate = ("impressions", "duplicate", "{}", "2026-03-01")
+    quarantined = _spark_rows(spark, [duplicate], QUARANTINE.spark_schema())
     result = run_suites(
         tmp_path / "q",
         "clean",
@@ -137,7 +151,8 @@ def test_suites_pass_clean_data(spark: SparkSession, tmp_path: Path) -> None:
         ],
         THRESHOLDS.parameters(),
     )
-    assert {name: r["failed"] for name, r in result.items()} == {SUITE_REQUEST_SAMPLES: [], SUITE_CONSERVATION: [], SUITE_DRIFT: []}
+    failed = {name: r["failed"] for name, r in result.items()}
+    assert failed == {SUITE_REQUEST_SAMPLES: [], SUITE_CONSERVATION: [], SUITE_DRIFT: []}
 
 
 def test_thresholds_reject_inconsistent_bands() -> None:

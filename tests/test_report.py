@@ -6,28 +6,60 @@ import json
 import re
 from pathlib import Path
 
-from jobs.report import main, render
+from demo.report import main, render
 
 TASKS = ("finish", "skip")
 
 
 def summary() -> dict[str, object]:
     def run(base: float) -> dict[str, object]:
-        return {"train": {"steps": 12, "seconds": 3.5, "requests_per_s": 101.5, "history_tokens_per_s": 45678},
-                "parameters": 12345, "table_version": 3,
-                "eval": {str(n): {t: {"auc": base + n / 1e5, "gauc": base - 0.01, "logloss": 0.61, "n": 40.0} for t in TASKS}
-                         for n in (32, 512, 2000)}}
+        return {
+            "train": {"steps": 12, "seconds": 3.5, "requests_per_s": 101.5, "history_tokens_per_s": 45678},
+            "parameters": 12345,
+            "table_version": 3,
+            "eval": {
+                str(n): {
+                    t: {"auc": base + n / 1e5, "gauc": base - 0.01, "logloss": 0.61, "n": 40.0} for t in TASKS
+                }
+                for n in (32, 512, 2000)
+            },
+        }
+
     return {
-        "run": "20260101T000000Z", "seconds": 123.4, "scale_name": "tiny",
+        "run": "20260101T000000Z",
+        "seconds": 123.4,
+        "scale_name": "tiny",
         "counts": {"requests": 4321, "targets": 43210, "quarantined": 17},
-        "stages": {"generate_logs": {"rows": {"impressions": 50000}, "seconds": 10.0},
-                   "build_request_samples 2026-01-01": {"requests": 4321, "targets": 43210, "version": 7, "seconds": 4.2}},
+        "stages": {
+            "generate_logs": {"rows": {"impressions": 50000}, "seconds": 10.0},
+            "build_request_samples 2026-01-01": {
+                "requests": 4321,
+                "targets": 43210,
+                "version": 7,
+                "seconds": 4.2,
+            },
+        },
         "quarantine_by_reason": {"impressions": {"duplicate": 12, "null_user_id": 5}},
-        "hist_len": {"edges": [1, 10, 100, 1000, 10000], "counts_per_bin": [5, 50, 500, 20],
-                     "percentiles": {"p50": 88, "p90": 900, "p99": 5000, "max": 9999}},
-        "quality": {"2026-01-01": {"success": True, "expectations": 31, "failed": 0, "data_docs": "../../warehouse/_quality/docs/index.html"}},
-        "storage": {"date": "2026-01-01", "request_level_history_bytes": 1_000_000,
-                    "impression_level_history_bytes": 9_000_000, "saving": 0.8889, "mean_targets": 9.87},
+        "hist_len": {
+            "edges": [1, 10, 100, 1000, 10000],
+            "counts_per_bin": [5, 50, 500, 20],
+            "percentiles": {"p50": 88, "p90": 900, "p99": 5000, "max": 9999},
+        },
+        "quality": {
+            "2026-01-01": {
+                "success": True,
+                "expectations": 31,
+                "failed": 0,
+                "data_docs": "../../warehouse/_quality/docs/index.html",
+            }
+        },
+        "storage": {
+            "date": "2026-01-01",
+            "request_level_history_bytes": 1_000_000,
+            "impression_level_history_bytes": 9_000_000,
+            "saving": 0.8889,
+            "mean_targets": 9.87,
+        },
         "training": {"stca": run(0.70), "mean_pool": run(0.60)},
         "loader": {"train": {"requests_per_s": 850.5, "tokens_per_s": 1234567}},
         "config": {"scale": {"num_users": 60}},
@@ -54,7 +86,7 @@ def test_report_command_rerenders_a_run(tmp_path: Path) -> None:
 
 
 def test_report_of_a_real_tiny_demo_run_matches_its_json(tmp_path: Path) -> None:
-    """summary.json kept from `python -m jobs.demo --scale tiny` (tests/data): the page carries its numbers."""
+    """summary.json kept from `python -m demo --scale tiny` (tests/data): the page carries its numbers."""
     s = json.loads((Path(__file__).parent / "data" / "demo_summary_tiny.json").read_text())
     page = render(s, tmp_path).read_text()
     for name in re.findall(r"<img src='([^']+)'", page):

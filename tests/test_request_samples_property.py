@@ -7,7 +7,6 @@ outside {0, 1}, inconsistent requests, duplicates)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections import Counter
 from typing import Any
@@ -32,13 +31,13 @@ from pipelines.validity import (
     with_impression_reject_reason,
 )
 from schemas import IMPRESSIONS, USER_ACTIONS, USER_HISTORY
+from schemas.constants import DAY_MS, SECOND_MS, day_start_ms
 from schemas.fields import TASKS
 from tests import reference
 
 pytestmark = pytest.mark.spark
 
 DAYS = ["2026-03-01", "2026-03-02"]
-DAY_MS = 86_400_000
 L_MAX = 4
 STATE_LEN = 5  # >= L_MAX, and small, so the state truncates too
 # Each example runs up to MAX_SCENARIOS independent random logs (users and requests namespaced
@@ -47,13 +46,15 @@ MAX_EXAMPLES = int(os.environ.get("RLB_HYPOTHESIS_EXAMPLES", "4"))
 MAX_SCENARIOS = 6
 
 
-def _day_start(day: str) -> int:
-    return int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp() * 1000)
-
-
 def _ts(day_idx: st.SearchStrategy[int]) -> st.SearchStrategy[int]:
     # a coarse grid of times so that equal timestamps are common
-    return st.builds(lambda d, k: _day_start(DAYS[d]) + k * 1000, day_idx, st.integers(0, 6))
+    return st.builds(lambda d, k: day_start_ms(DAYS[d]) + k * SECOND_MS, day_idx, st.integers(0, 6))
+
+
+def _sometimes_null(draw: Any, values: list[int]) -> int | None:
+    """One of `values`; about one draw in 13 may also give None (the same draws as inline)."""
+    nullable = draw(st.integers(0, 12)) == 0
+    return draw(st.sampled_from([*values, None] if nullable else values))
 
 
 @st.composite
@@ -65,8 +66,8 @@ def actions(draw: Any) -> list[dict[str, Any]]:
         bad_date = draw(st.integers(0, 15)) == 0
         rows.append(
             {
-                "user_id": draw(st.sampled_from([1, 2, 3, None]) if draw(st.integers(0, 12)) == 0 else st.sampled_from([1, 2, 3])),
-                "item_id": draw(st.sampled_from([10, 11, 12, 13, None]) if draw(st.integers(0, 12)) == 0 else st.sampled_from([10, 11, 12, 13])),
+                "user_id": _sometimes_null(draw, [1, 2, 3]),
+                "item_id": _sometimes_null(draw, [10, 11, 12, 13]),
                 "author_id": 7,
                 "event_ts": None if draw(st.integers(0, 20)) == 0 else ts,
                 "action": draw(st.sampled_from([1, 3, 65])),
@@ -115,7 +116,10 @@ def impressions(draw: Any) -> list[dict[str, Any]]:
     return rows + [{**r, "position": r["position"] + draw(st.integers(0, 2))} for r in dupes]
 
 
-def _namespaced(scenarios: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+Log = tuple[list[dict[str, Any]], list[dict[str, Any]]]  # (user_actions rows, impressions rows)
+
+
+def _namespaced(scenarios: list[Log]) -> Log:
     """The scenarios as one log: scenario j's users become 10 * j + user and its requests s<j>-<id>,
     so no two scenarios share a user, a request or a duplicate key (null ids stay null)."""
     acts: list[dict[str, Any]] = []
@@ -123,7 +127,8 @@ def _namespaced(scenarios: list[tuple[list[dict[str, Any]], list[dict[str, Any]]
     for j, (scenario_acts, scenario_imps) in enumerate(scenarios):
         acts += [{**r, "user_id": _user(j, r["user_id"])} for r in scenario_acts]
         imps += [{**r, "user_id": _user(j, r["user_id"]),
-                  "request_id": None if r["request_id"] is None else f"s{j}-{r['request_id']}"} for r in scenario_imps]
+                  "request_id": None if r["request_id"] is None else f"s{j}-{r['request_id']}"}
+                 for r in scenario_imps]  # fmt: skip
     return acts, imps
 
 
@@ -132,7 +137,8 @@ def _user(scenario: int, user_id: int | None) -> int | None:
 
 
 def _frame(spark: SparkSession, rows: list[dict[str, Any]], contract: Any) -> DataFrame:
-    return spark.createDataFrame([tuple(r[c] for c in contract.column_names) for r in rows], contract.spark_schema())
+    tuples = [tuple(r[c] for c in contract.column_names) for r in rows]
+    return spark.createDataFrame(tuples, contract.spark_schema())
 
 
 def _merged(state: DataFrame, changed: DataFrame) -> DataFrame:
@@ -149,9 +155,13 @@ def _one_shuffle_partition(spark: SparkSession) -> Any:
     spark.conf.set("spark.sql.shuffle.partitions", before)
 
 
-@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(st.lists(st.tuples(actions(), impressions()), min_size=1, max_size=MAX_SCENARIOS))
-def test_pipelines_match_reference(spark: SparkSession, scenarios: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]) -> None:
+def test_pipelines_match_reference(spark: SparkSession, scenarios: list[Log]) -> None:
     acts, imps = _namespaced(scenarios)
     tagged_actions = with_action_reject_reason(_frame(spark, acts, USER_ACTIONS)).cache()
     tagged_imps = with_impression_reject_reason(_frame(spark, imps, IMPRESSIONS)).cache()
@@ -171,7 +181,8 @@ def test_pipelines_match_reference(spark: SparkSession, scenarios: list[tuple[li
     for day in DAYS:
         day_actions = valid_actions.where(F.col("date") == day)
         requests = requests_from_impressions(valid_rows(tagged_imps).where(F.col("date") == day))
-        samples = requests.transform(with_history_as_of_request(user_events_through_day(state, day_actions), L_MAX))
+        events = user_events_through_day(state, day_actions)
+        samples = requests.transform(with_history_as_of_request(events, L_MAX))
         got_samples = {r["request_id"]: r.asDict() for r in samples.collect()}
         assert got_samples == reference.request_samples(imps, acts, day, L_MAX)
 
@@ -183,8 +194,10 @@ def test_pipelines_match_reference(spark: SparkSession, scenarios: list[tuple[li
         state = _merged(state, state.transform(merge_day_into_state(day_actions, day, STATE_LEN))).cache()
         # the state holds each valid user's last STATE_LEN events through the end of `day`
         valid = reference.valid_actions(acts)
-        end = _day_start(day) + DAY_MS
-        got_state = {r["user_id"]: (r["hist_ts"], r["hist_item_id"], r["hist_action"]) for r in state.collect()}
+        end = day_start_ms(day) + DAY_MS
+        got_state = {
+            r["user_id"]: (r["hist_ts"], r["hist_item_id"], r["hist_action"]) for r in state.collect()
+        }
         want_state = {
             u: ([a["event_ts"] for a in h], [a["item_id"] for a in h], [a["action"] for a in h])
             for u in {a["user_id"] for a in valid if a["date"] <= day}

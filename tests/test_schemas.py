@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
@@ -10,8 +15,11 @@ from pyspark.sql import types as T
 from jobs.delta_io import conform, ensure_table
 from loader.snapshot import resolve_snapshot
 from schemas import ALL_TABLES, REQUEST_SAMPLES, ContractError, TableContract
+from schemas.constants import DAY_MS, DEFAULT_L_MAX, HOUR_MS, MINUTE_MS, SECOND_MS, day_start_ms, utc_day
 from schemas.contract import LONG, Column
 from schemas.fields import HISTORY_COLUMNS, HISTORY_SOURCE, LABEL_COLUMN_NAMES, TASKS
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_contract_rejects_duplicate_columns() -> None:
@@ -84,3 +92,44 @@ def _example_row(contract: TableContract) -> tuple[object, ...]:
     for c in contract.columns:
         row.append([values[c.dtype.element.name]] * 2 if c.dtype.element else values[c.dtype.name])
     return tuple(row)
+
+
+def test_time_constants_and_day_conversions() -> None:
+    assert (SECOND_MS, MINUTE_MS, HOUR_MS, DAY_MS) == (1_000, 60_000, 3_600_000, 86_400_000)
+    assert day_start_ms("2026-01-01") == 1_767_225_600_000
+    assert day_start_ms("1970-01-02") == DAY_MS
+    assert utc_day(day_start_ms("2026-03-01")) == "2026-03-01"
+    assert utc_day(day_start_ms("2026-03-02") - 1) == "2026-03-01"
+
+
+def test_dag_params_repeat_default_l_max() -> None:
+    """The DAG types DEFAULT_L_MAX as a literal (importing `schemas` would import pyspark when the
+    scheduler parses it): its l_max and state_len defaults must still be DEFAULT_L_MAX."""
+    tree = ast.parse((REPO / "airflow_dags" / "rlb_daily.py").read_text())
+    defaults: dict[object, object] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Dict):
+            continue
+        for key, value in zip(node.keys, node.values, strict=True):
+            if not (isinstance(key, ast.Constant) and isinstance(value, ast.Call) and value.args):
+                continue
+            first = value.args[0]
+            is_param = isinstance(value.func, ast.Name) and value.func.id == "Param"
+            if is_param and isinstance(first, ast.Constant):
+                defaults[key.value] = first.value
+    assert (defaults.get("l_max"), defaults.get("state_len")) == (DEFAULT_L_MAX, DEFAULT_L_MAX)
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("synthetic", ("pyspark", "torch", "deltalake")),
+        ("synthetic.logs", ("torch", "deltalake")),
+        ("synthetic.tables", ("torch",)),
+    ],
+)
+def test_synthetic_modules_import_only_what_they_use(module: str, absent: tuple[str, ...]) -> None:
+    """One package for generated data, but a user of one module does not pay for another's imports."""
+    code = f"import sys, {module}; print(sorted(m for m in {absent!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -11,11 +11,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.delta_io import latest_version
-from loader.snapshot import SnapshotError, resolve_snapshot
+from loader import SnapshotError, resolve_snapshot
+from schemas.constants import DEFAULT_L_MAX
 
 pytestmark = pytest.mark.spark
 
-HIST = 10_000
+HIST = DEFAULT_L_MAX  # arrays as long as the longest history the pipeline keeps
 DATES = ["2026-01-01", "2026-01-02", "2026-01-03"]
 
 
@@ -25,8 +26,16 @@ def _frame(spark: SparkSession, dates: list[str], rows_per_date: int, salt: int)
     first = salt * 1000
     return (
         spark.range(first, first + len(dates) * rows_per_date)
-        .withColumn("date", F.element_at(F.array(*[F.lit(d) for d in dates]), (F.col("id") % len(dates) + 1).cast("int")))
-        .withColumn("hist", F.transform(F.sequence(F.lit(0), F.lit(HIST - 1)), lambda x: x.cast("long") * 1000 + F.col("id") + salt))
+        .withColumn(
+            "date",
+            F.element_at(F.array(*[F.lit(d) for d in dates]), (F.col("id") % len(dates) + 1).cast("int")),
+        )
+        .withColumn(
+            "hist",
+            F.transform(
+                F.sequence(F.lit(0), F.lit(HIST - 1)), lambda x: x.cast("long") * 1000 + F.col("id") + salt
+            ),
+        )
         .withColumn("n", F.size("hist"))
     )
 

@@ -19,15 +19,17 @@ from jobs import build_compact_samples, summarize_users
 from jobs.history_state import state_metadata
 from loader.compact import CompactLoader, CompactLoaderConfig
 from loader.snapshot import resolve_snapshot
-from loader.synthetic import DAY_MS, SyntheticSamples, write_synthetic_samples
 from pipelines.summary_join import join_latest_summary
 from schemas import REQUEST_SAMPLES, REQUEST_SAMPLES_COMPACT, USER_HISTORY, USER_SUMMARIES
+from schemas.constants import DAY_MS
 from schemas.fields import HISTORY_COLUMNS, LABEL_COLUMN_NAMES
 from schemas.request_samples import TARGET_COLUMNS
+from synthetic.batches import tiny_config
+from synthetic.tables import SyntheticSamples, write_synthetic_samples
 from trainer.checkpoint import save_checkpoint
+from trainer.config import VISTAConfig
 from trainer.quantize import dequantize, error_bound, from_bytes
 from trainer.registry import build_model
-from trainer.synthetic import tiny_config
 from trainer.vista import VistaRanker
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(600), pytest.mark.usefixtures("torch_single_thread")]
@@ -39,14 +41,28 @@ DAY0 = 1_767_225_600_000  # 2026-01-01 UTC
 
 
 
-def request_row(request_id: str, user_id: int, request_ts: int, hist_ts: list[int], m: int = 2) -> dict[str, Any]:
+def request_row(
+    request_id: str, user_id: int, request_ts: int, hist_ts: list[int], m: int = 2
+) -> dict[str, Any]:
     n = len(hist_ts)
     return {
-        "request_id": request_id, "user_id": user_id, "request_ts": request_ts, "date": "2026-01-01",
-        "hist_len": n, "hist_item_id": [1000 + i for i in range(n)], "hist_author_id": [7] * n,
-        "hist_action": [1] * n, "hist_ts": hist_ts, "hist_watch_ms": [5] * n, "hist_duration_ms": [9] * n,
-        "num_targets": m, "tgt_item_id": list(range(m)), "tgt_author_id": [3] * m, "tgt_position": list(range(m)),
-        "tgt_duration_ms": [10] * m, **{name: [i % 2 for i in range(m)] for name in LABEL_COLUMN_NAMES},
+        "request_id": request_id,
+        "user_id": user_id,
+        "request_ts": request_ts,
+        "date": "2026-01-01",
+        "hist_len": n,
+        "hist_item_id": [1000 + i for i in range(n)],
+        "hist_author_id": [7] * n,
+        "hist_action": [1] * n,
+        "hist_ts": hist_ts,
+        "hist_watch_ms": [5] * n,
+        "hist_duration_ms": [9] * n,
+        "num_targets": m,
+        "tgt_item_id": list(range(m)),
+        "tgt_author_id": [3] * m,
+        "tgt_position": list(range(m)),
+        "tgt_duration_ms": [10] * m,
+        **{name: [i % 2 for i in range(m)] for name in LABEL_COLUMN_NAMES},
     }
 
 
@@ -56,9 +72,15 @@ def summary_row(user_id: int, as_of_ts: int, model_version: str = "v1", tag: int
             "date": "2026-01-01"}
 
 
-def frames(spark: SparkSession, requests: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> tuple[DataFrame, DataFrame]:
-    req = spark.createDataFrame([tuple(r[c] for c in REQUEST_SAMPLES.column_names) for r in requests], REQUEST_SAMPLES.spark_schema())
-    summ = spark.createDataFrame([tuple(s[c] for c in USER_SUMMARIES.column_names) for s in summaries], USER_SUMMARIES.spark_schema())
+def frames(
+    spark: SparkSession, requests: list[dict[str, Any]], summaries: list[dict[str, Any]]
+) -> tuple[DataFrame, DataFrame]:
+    req = spark.createDataFrame(
+        [tuple(r[c] for c in REQUEST_SAMPLES.column_names) for r in requests], REQUEST_SAMPLES.spark_schema()
+    )
+    summ = spark.createDataFrame(
+        [tuple(s[c] for c in USER_SUMMARIES.column_names) for s in summaries], USER_SUMMARIES.spark_schema()
+    )
     return req, summ
 
 
@@ -74,16 +96,24 @@ times = st.integers(min_value=0, max_value=40)  # a small range: many equal time
 # One scenario: requests (user, request_ts, event times) and summaries (user, as_of_ts, model_version).
 scenario = st.tuples(
     st.lists(st.tuples(st.integers(0, 2), times, st.lists(times, max_size=6)), min_size=1, max_size=8),
-    st.lists(st.tuples(st.integers(0, 2), times, st.sampled_from(["v1", "v2"])), max_size=8, unique_by=lambda s: s),
+    st.lists(
+        st.tuples(st.integers(0, 2), times, st.sampled_from(["v1", "v2"])), max_size=8, unique_by=lambda s: s
+    ),
 )
 
 
 # Each example runs several independent scenarios (users namespaced per scenario) through one
 # Spark job: the property gets many random cases for a few Spark round trips.
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(scenarios=st.lists(scenario, min_size=1, max_size=8), cap=st.integers(0, 4))
 def test_join_latest_summary_attaches_the_newest_strictly_earlier_summary(
-    spark: SparkSession, scenarios: list[tuple[list[tuple[int, int, list[int]]], list[tuple[int, int, str]]]], cap: int
+    spark: SparkSession,
+    scenarios: list[tuple[list[tuple[int, int, list[int]]], list[tuple[int, int, str]]]],
+    cap: int,
 ) -> None:
     rows, summ, all_summaries = [], [], []
     for j, (requests, summaries) in enumerate(scenarios):
@@ -94,7 +124,11 @@ def test_join_latest_summary_attaches_the_newest_strictly_earlier_summary(
             all_summaries.append((10 * j + u, t, v))
     # The boundary itself: a summary as of exactly the request time is never attached.
     rows.append(request_row("edge", 99, 20, [5, 19]))
-    summ += [summary_row(99, 20, "v1", tag=20), summary_row(99, 19, "v2", tag=19), summary_row(99, 4, "v1", tag=4)]
+    summ += [
+        summary_row(99, 20, "v1", tag=20),
+        summary_row(99, 19, "v2", tag=19),
+        summary_row(99, 4, "v1", tag=4),
+    ]
     all_summaries += [(99, 20, "v1"), (99, 19, "v2"), (99, 4, "v1")]
     req_df, summ_df = frames(spark, rows, summ)
     out = {r["request_id"]: r for r in req_df.transform(join_latest_summary(summ_df, "v1", cap)).collect()}
@@ -104,7 +138,8 @@ def test_join_latest_summary_attaches_the_newest_strictly_earlier_summary(
         earlier = [t for u, t, v in all_summaries if u == r["user_id"] and v == "v1" and t < r["request_ts"]]
         want = max(earlier) if earlier else None
         assert got["summary_as_of_ts"] == want, r
-        assert got["summary_as_of_ts"] is None or got["summary_as_of_ts"] < got["request_ts"]  # never from the future
+        # never from the future
+        assert got["summary_as_of_ts"] is None or got["summary_as_of_ts"] < got["request_ts"]
         assert got["summary"] == (None if want is None else bytes([want % 256, 0]))
         start, length = expected_suffix(r["hist_ts"], want, cap)
         assert got["hist_len"] == length and got["source_hist_len"] == r["hist_len"]
@@ -136,8 +171,8 @@ def write_state(spark: SparkSession, warehouse: str) -> dict[int, list[int]]:
         n = int(rng.integers(0, 60)) if user else 0  # user 0 has no events
         ts = sorted(int(t) for t in DAY0 - rng.integers(1, 5 * DAY_MS, n))
         ts_by_user[user] = ts
-        rows.append((user, STATE_DATE, n, [int(x) for x in rng.integers(1, 500, n)], [int(x) for x in rng.integers(1, 50, n)],
-                     [1] * n, ts, [1000] * n, [2000] * n))
+        items, authors = [int(x) for x in rng.integers(1, 500, n)], [int(x) for x in rng.integers(1, 50, n)]
+        rows.append((user, STATE_DATE, n, items, authors, [1] * n, ts, [1000] * n, [2000] * n))
     df = spark.createDataFrame(rows, USER_HISTORY.spark_schema())
     (df.write.format("delta").mode("overwrite").option("userMetadata", state_metadata(STATE_DATE))
      .save(USER_HISTORY.location(warehouse)))
@@ -146,7 +181,9 @@ def write_state(spark: SparkSession, warehouse: str) -> dict[int, list[int]]:
 
 def vista_checkpoint(tmp_path: Path) -> tuple[str, VistaRanker]:
     torch.manual_seed(0)
-    config = tiny_config(summary_tokens=4, recent_events=8, recon_items=4, layers=1)
+    config = VISTAConfig.from_dict(
+        {**tiny_config(layers=1).to_dict(), "summary_tokens": 4, "recent_events": 8, "recon_items": 4}
+    )
     model = build_model("vista", config)
     assert isinstance(model, VistaRanker)
     path = save_checkpoint(tmp_path / "vista.pt", model=model, config=config, step=0, model_name="vista")
@@ -156,17 +193,25 @@ def vista_checkpoint(tmp_path: Path) -> tuple[str, VistaRanker]:
 def test_summarize_then_compact_then_load(spark: SparkSession, warehouse: str, tmp_path: Path) -> None:
     checkpoint, model = vista_checkpoint(tmp_path)
     ts_by_user = write_state(spark, warehouse)
-    argv = ["--warehouse", warehouse, "--date", STATE_DATE, "--checkpoint", checkpoint, "--model-version", "v1",
-            "--l-max", "40", "--batch-size", "4"]
-    first = summarize_users.main(argv)
+    argv = ["--warehouse", warehouse, "--date", STATE_DATE, "--checkpoint", checkpoint,
+            "--model-version", "v1", "--l-max", "40", "--batch-size", "4"]  # fmt: skip
+    args = summarize_users.Args(date=STATE_DATE, checkpoint=checkpoint, model_version="v1",
+                                warehouse=warehouse, l_max=40, batch_size=4)  # fmt: skip
+    assert summarize_users.parse_args(argv) == args  # the CLI maps onto the typed core
+    first = summarize_users.run(spark, args)
     as_of = DAY0 + DAY_MS
-    assert first["users"] == USERS and first["as_of_ts"] == as_of and first["version"] == 1  # create + one refresh commit
+    # version 1: the create commit, then one refresh commit
+    assert first["users"] == USERS and first["as_of_ts"] == as_of and first["version"] == 1
     summaries = spark.read.format("delta").load(USER_SUMMARIES.location(warehouse)).collect()
     assert len(summaries) == USERS and {r["date"] for r in summaries} == {STATE_DATE}
-    history = json.loads(spark.sql(f"DESCRIBE HISTORY delta.`{USER_SUMMARIES.location(warehouse)}`").first()["userMetadata"])
+    last_commit = spark.sql(f"DESCRIBE HISTORY delta.`{USER_SUMMARIES.location(warehouse)}`").first()
+    assert last_commit is not None
+    history = json.loads(last_commit["userMetadata"])
     assert history["as_of_ts"] == as_of and history["model_version"] == "v1"
     # The stored summary is the model's summary of the user's last l_max events, within int8's bound.
-    state = {r["user_id"]: r for r in spark.read.format("delta").load(USER_HISTORY.location(warehouse)).collect()}
+    state = {
+        r["user_id"]: r for r in spark.read.format("delta").load(USER_HISTORY.location(warehouse)).collect()
+    }
     for row in summaries:
         assert row["num_events"] == min(40, len(ts_by_user[row["user_id"]]))
         q = from_bytes([row["summary"]], "int8", row["num_tokens"], row["dim"])
@@ -175,13 +220,26 @@ def test_summarize_then_compact_then_load(spark: SparkSession, warehouse: str, t
         assert bool(((stored - expected).abs() <= error_bound(expected) + 1e-5).all())
 
     samples = REQUEST_SAMPLES.location(warehouse)
-    write_synthetic_samples(samples, SyntheticSamples(num_requests=30, dates=(REQUEST_DATE,), l_max=120, mean_hist=50,
-                                                      max_targets=3, num_users=USERS + 2, rows_per_group=8))
-    result = build_compact_samples.main(["--warehouse", warehouse, "--date", REQUEST_DATE, "--model-version", "v1",
-                                         "--max-recent", "16"])
+    write_synthetic_samples(
+        samples,
+        SyntheticSamples(
+            num_requests=30,
+            dates=(REQUEST_DATE,),
+            l_max=120,
+            mean_hist=50,
+            max_targets=3,
+            num_users=USERS + 2,
+            rows_per_group=8,
+        ),
+    )
+    compact_args = build_compact_samples.Args(
+        date=REQUEST_DATE, model_version="v1", warehouse=warehouse, max_recent=16
+    )
+    result = build_compact_samples.run(spark, compact_args)
     assert result["requests"] == 30
     source = {r["request_id"]: r for r in pq.read_table(resolve_snapshot(samples).files).to_pylist()}
-    compact = {r["request_id"]: r for r in pq.read_table(resolve_snapshot(REQUEST_SAMPLES_COMPACT.location(warehouse)).files).to_pylist()}
+    compact_files = resolve_snapshot(REQUEST_SAMPLES_COMPACT.location(warehouse)).files
+    compact = {r["request_id"]: r for r in pq.read_table(compact_files).to_pylist()}
     assert set(compact) == set(source)
     with_summary = 0
     for rid, row in compact.items():
@@ -197,7 +255,9 @@ def test_summarize_then_compact_then_load(spark: SparkSession, warehouse: str, t
             assert row[name] == src[name][start:], name
     assert result["with_summary"] == with_summary > 0
 
-    batches = list(CompactLoader(REQUEST_SAMPLES_COMPACT.location(warehouse), CompactLoaderConfig(batch_size=8, seed=1)))
+    batches = list(
+        CompactLoader(REQUEST_SAMPLES_COMPACT.location(warehouse), CompactLoaderConfig(batch_size=8, seed=1))
+    )
     assert sorted(rid for b in batches for rid in b.requests.request_id) == sorted(compact)
     batch = batches[0]
     assert batch.summary.shape[1:] == (4, 16) and batch.quantization == "int8"
@@ -246,10 +306,24 @@ def history_batch(row: Any, l_max: int, as_of: int) -> Any:
     from loader.batch import RequestBatch
 
     n = min(l_max, row["hist_len"])
-    hist = {name: torch.tensor([row[name][len(row[name]) - n :]], dtype=torch.int64 if name in ("hist_item_id", "hist_author_id", "hist_ts") else torch.int32)
-            for name in HIST}
+    hist = {
+        name: torch.tensor(
+            [row[name][len(row[name]) - n :]],
+            dtype=torch.int64 if name in ("hist_item_id", "hist_author_id", "hist_ts") else torch.int32,
+        )
+        for name in HIST
+    }
     empty = torch.zeros((1, 0), dtype=torch.int64)
-    return RequestBatch(request_id=[""], user_id=torch.tensor([row["user_id"]]), request_ts=torch.tensor([as_of]),
-                        hist_len=torch.tensor([n]), num_targets=torch.zeros(1, dtype=torch.int64), tgt_item_id=empty,
-                        tgt_author_id=empty, tgt_position=empty.int(), tgt_duration_ms=empty.int(),
-                        labels=torch.zeros((1, 0, 6)), **hist)
+    return RequestBatch(
+        request_id=[""],
+        user_id=torch.tensor([row["user_id"]]),
+        request_ts=torch.tensor([as_of]),
+        hist_len=torch.tensor([n]),
+        num_targets=torch.zeros(1, dtype=torch.int64),
+        tgt_item_id=empty,
+        tgt_author_id=empty,
+        tgt_position=empty.int(),
+        tgt_duration_ms=empty.int(),
+        labels=torch.zeros((1, 0, 6)),
+        **hist,
+    )

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+import loader.snapshot
+import trainer.train
 from loader import LoaderError
-from loader.synthetic import SyntheticSamples, write_synthetic_samples
+from synthetic.tables import SyntheticSamples, write_synthetic_samples
 from trainer.checkpoint import load_checkpoint
-from trainer.train import Dist, TrainConfig, get_lr, main, rank_loader_state, train
+from trainer.config import STCAConfig, VISTAConfig
+from trainer.train import Dist, TrainConfig, get_lr, main, parse_args, rank_loader_state, train
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -26,15 +29,37 @@ TINY_MODEL = {"d": 16, "heads": 2, "layers": 1, "id_dim": 8, "head_hidden": 16,
 @pytest.fixture(scope="module")
 def table(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = str(tmp_path_factory.mktemp("train") / "request_samples")
-    write_synthetic_samples(path, SyntheticSamples(num_requests=96, dates=("2026-01-01", "2026-01-02"), l_max=300,
-                                                   mean_hist=60, max_targets=4, rows_per_group=24))
+    write_synthetic_samples(
+        path,
+        SyntheticSamples(
+            num_requests=96,
+            dates=("2026-01-01", "2026-01-02"),
+            l_max=300,
+            mean_hist=60,
+            max_targets=4,
+            rows_per_group=24,
+        ),
+    )
     return path
 
 
 def config(table: str, out: Path, **kw: object) -> TrainConfig:
-    base: dict[str, object] = dict(table=table, out=str(out), train_to="2026-01-01", eval_date="2026-01-02",
-                                   steps=6, batch_size=8, warmup=2, length_min=8, length_max=300, length_mean=40.0,
-                                   eval_lengths=(16, 300), checkpoint_every=3, model_config=TINY_MODEL, device="cpu")
+    base: dict[str, object] = dict(
+        table=table,
+        out=str(out),
+        train_to="2026-01-01",
+        eval_date="2026-01-02",
+        steps=6,
+        batch_size=8,
+        warmup=2,
+        length_min=8,
+        length_max=300,
+        length_mean=40.0,
+        eval_lengths=(16, 300),
+        checkpoint_every=3,
+        model_config=STCAConfig(**TINY_MODEL),
+        device="cpu",
+    )
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -58,8 +83,12 @@ def test_train_writes_metrics_per_task_and_inference_length(table: str, tmp_path
     assert written["table_version"] == 0 and (tmp_path / "run" / "checkpoint.pt").exists()
 
 
-def test_eval_dates_are_checked_before_training(table: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with pytest.raises(LoaderError, match="no data files for dates 2026-01-05 .. 2026-01-05; check --eval-date"):
+def test_eval_dates_are_checked_before_training(
+    table: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(
+        LoaderError, match="no data files for dates 2026-01-05 .. 2026-01-05; check --eval-date"
+    ):
         train(config(table, tmp_path / "missing", eval_date="2026-01-05"))
     assert not (tmp_path / "missing" / "checkpoint.pt").exists(), "no step ran"
     with pytest.raises(ValueError, match="date_to must be a date as YYYY-MM-DD"):
@@ -73,12 +102,42 @@ def test_eval_dates_are_checked_before_training(table: str, tmp_path: Path, capl
     assert "overlap" not in caplog.text
 
 
+def test_a_run_resolves_the_snapshot_once(
+    table: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    real = loader.snapshot.resolve_snapshot
+
+    def counted(*args: object, **kwargs: object) -> loader.snapshot.Snapshot:
+        calls.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader.snapshot, "resolve_snapshot", counted)
+    monkeypatch.setattr(trainer.train, "resolve_snapshot", counted)
+    result = train(config(table, tmp_path / "once", steps=1))
+    assert set(result["eval"]) == {"16", "300"} and result["label_rates"] is not None
+    assert len(calls) == 1, calls  # loader, eval-range check, label rates and both eval lengths share it
+
+
+def test_model_config_is_typed_per_model_and_refuses_unknown_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--table", "t", "--out", "o", "--model-config", json.dumps({"d": 32, "summary_tokens": 4})]
+    vista = parse_args([*args, "--model", "vista"]).model_config
+    assert isinstance(vista, VISTAConfig) and (vista.d, vista.summary_tokens) == (32, 4)
+    assert type(parse_args(["--table", "t", "--out", "o"]).model_config) is STCAConfig
+    with pytest.raises(SystemExit):
+        parse_args([*args, "--model", "stca"])
+    assert "unknown config field(s) ['summary_tokens'] for model 'stca'" in capsys.readouterr().err
+    assert isinstance(TrainConfig(table="t", out="o", model="vista").model_config, VISTAConfig)
+
+
 def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(table: str, tmp_path: Path) -> None:
     full = config(table, tmp_path / "full", eval_date=None)
     train(full)
     half = config(table, tmp_path / "half", eval_date=None, stop_at=2, checkpoint_every=100)
     train(half)
-    resumed = config(table, tmp_path / "half", eval_date=None, resume=str(tmp_path / "half" / "checkpoint.pt"))
+    resumed = config(
+        table, tmp_path / "half", eval_date=None, resume=str(tmp_path / "half" / "checkpoint.pt")
+    )
     train(resumed)
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "half" / "checkpoint.pt", weights_only=True)
@@ -90,20 +149,60 @@ def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(table: str, tmp_p
 
 def test_data_parallel_with_two_gloo_processes_stops_and_resumes(table: str, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-           "-m", "trainer.train", "--table", table, "--out", str(out), "--train-to", "2026-01-01",
-           "--eval-date", "2026-01-02", "--steps", "3", "--batch-size", "8", "--length-max", "300", "--length-min", "8",
-           "--length-mean", "40", "--eval-lengths", "300", "--device", "cpu", "--model-config", json.dumps(TINY_MODEL)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        "-m",
+        "trainer.train",
+        "--table",
+        table,
+        "--out",
+        str(out),
+        "--train-to",
+        "2026-01-01",
+        "--eval-date",
+        "2026-01-02",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--length-max",
+        "300",
+        "--length-min",
+        "8",
+        "--length-mean",
+        "40",
+        "--eval-lengths",
+        "300",
+        "--device",
+        "cpu",
+        "--model-config",
+        json.dumps(TINY_MODEL),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def run(*extra: str) -> None:
-        proc = subprocess.run([*cmd, *extra], capture_output=True, text=True, env=env, timeout=240, cwd=Path(__file__).parents[1])
+        proc = subprocess.run(
+            [*cmd, *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=240,
+            cwd=Path(__file__).parents[1],
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
 
     run("--stop-at", "2")
     ckpt = load_checkpoint(out / "checkpoint.pt")
     ranks = ckpt.loader_state["ranks"]  # each rank's own position: their batches differ in size
-    assert ckpt.step == 2 and [s["rank"] for s in ranks] == [0, 1] and all(s["world_size"] == 2 for s in ranks)
+    assert (
+        ckpt.step == 2 and [s["rank"] for s in ranks] == [0, 1] and all(s["world_size"] == 2 for s in ranks)
+    )
     run("--resume", str(out / "checkpoint.pt"))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["train"]["steps"] == 3

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from synthetic.batches import random_batch, tiny_config
 from trainer import checkpoint as ckpt
+from trainer.config import STCAConfig, VISTAConfig
 from trainer.model import STCA
-from trainer.synthetic import random_batch, tiny_config
+from trainer.registry import build_model
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -55,6 +57,16 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     train_one_step(model2, opt2, sched2)
     for a, b in zip(model.parameters(), model2.parameters(), strict=True):
         torch.testing.assert_close(b, a)
+
+
+def test_the_config_round_trips_as_the_model_config_class(tmp_path: Path) -> None:
+    vista = VISTAConfig.from_dict({**tiny_config(layers=1).to_dict(), "summary_tokens": 4})
+    path = ckpt.save_checkpoint(tmp_path / "v.pt", model=build_model("vista", vista), config=vista, step=0,
+                                model_name="vista")  # fmt: skip
+    loaded = ckpt.load_checkpoint(path)
+    assert type(loaded.config) is VISTAConfig and loaded.config == vista
+    stca = ckpt.save_checkpoint(tmp_path / "s.pt", model=STCA(vista), config=vista, step=0, model_name="stca")
+    assert type(ckpt.load_checkpoint(stca).config) is STCAConfig  # only the fields STCA is built from
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

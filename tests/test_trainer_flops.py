@@ -7,8 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.trainer import stca_flops
+from synthetic.batches import random_batch, tiny_config
 from trainer.model import STCA
-from trainer.synthetic import random_batch, tiny_config
 
 
 @pytest.mark.parametrize("attention", ["shortcut", "sdpa"])

@@ -1,6 +1,7 @@
 """STCA (and VISTA) models, training loop and evaluation."""
 
-from .config import STCAConfig
-from .registry import MODELS, build_model
+from .config import ConfigError, STCAConfig, VISTAConfig
+from .registry import MODELS, ModelSpec, build_model, model_config, parse_model_config
 
-__all__ = ["MODELS", "STCAConfig", "build_model"]
+__all__ = ["MODELS", "ConfigError", "ModelSpec", "STCAConfig", "VISTAConfig", "build_model", "model_config",
+           "parse_model_config"]  # fmt: skip

@@ -2,22 +2,24 @@
 
 A checkpoint is written to a temporary file in the same folder, fsynced, then renamed over the
 target (os.replace is atomic on POSIX), so a crash mid-save leaves the previous checkpoint intact.
-Everything is plain tensors, numbers and strings (the config as a dict, the loader state as JSON),
-so `torch.load(weights_only=True)` reads it."""
+Everything is plain tensors, numbers and strings (the model name and its config as a dict, the
+loader state as JSON), so `torch.load(weights_only=True)` reads it; the config comes back as the
+model's config class (trainer/registry.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from trainer.config import STCAConfig
+from trainer.config import VISTA_FIELDS, STCAConfig, VISTAConfig
+from trainer.registry import model_config, model_spec
 
 FORMAT_VERSION = 1
 
@@ -30,7 +32,7 @@ class CheckpointError(ValueError):
 class Checkpoint:
     """What `load_checkpoint` returns besides restoring the objects passed to it."""
 
-    config: STCAConfig
+    config: STCAConfig  # of the model's config class (VISTAConfig for "vista")
     step: int
     model_name: str
     loader_state: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +62,7 @@ def save_checkpoint(
     payload = {
         "format_version": FORMAT_VERSION,
         "model_name": model_name,
-        "config": config.to_dict(),
+        "config": _saved_config(model_name, config),
         "step": int(step),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -107,9 +109,25 @@ def load_checkpoint(
                 raise CheckpointError(f"checkpoint {path} holds no {name} state, but a {name} was given")
             obj.load_state_dict(payload[name])
     return Checkpoint(
-        config=STCAConfig.from_dict(payload["config"]),
+        config=_config(str(payload["model_name"]), payload["config"]),
         step=int(payload["step"]),
         model_name=str(payload["model_name"]),
         loader_state=json.loads(payload["loader_state"]),
         extra=json.loads(payload["extra"]),
     )
+
+
+def _saved_config(model_name: str, config: STCAConfig) -> dict[str, Any]:
+    """The fields of `model_name`'s config class (a VISTAConfig given to STCA keeps STCA's), so
+    the checkpoint loads back as exactly the config the model was built from."""
+    names = {f.name for f in fields(model_spec(model_name).config_class)}
+    return {k: v for k, v in model_config(model_name, config).to_dict().items() if k in names}
+
+
+def _config(model_name: str, values: dict[str, Any]) -> STCAConfig:
+    """The saved config as `model_name`'s config class. Checkpoints written while one config type
+    served every model hold the VISTA fields for the others too: those are dropped."""
+    cls = model_spec(model_name).config_class
+    if not issubclass(cls, VISTAConfig):
+        values = {k: v for k, v in values.items() if k not in VISTA_FIELDS}
+    return cls.from_dict(values, model=model_name)

@@ -1,12 +1,16 @@
-"""One dataclass configures STCA and its baselines (DESIGN.md §2): sizes, tables, tasks.
+"""Typed model configs (docs/design.md §2): `STCAConfig` (sizes, tables, tasks) configures STCA
+and its baselines; `VISTAConfig` adds the VISTA fields to it.
 
-Every model in trainer/ is built from an `STCAConfig`, so a comparison changes the encoder and
-nothing else. Invalid combinations raise `ConfigError` (a `ValueError`) naming the values."""
+Every model in trainer/ is built from an `STCAConfig` (VISTA from its subclass), so a comparison
+changes the encoder and nothing else. trainer/registry.py maps each model name to its config
+class. Invalid values or combinations raise `ConfigError` (a `ValueError`) naming the values;
+unknown fields are refused naming the field."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from schemas.fields import ACTION_BITS, TASKS
 
@@ -51,27 +55,17 @@ class STCAConfig:
     history_residual: bool = True
     tasks: tuple[str, ...] = TASKS  # one logit per task, in the order of RequestBatch.labels' last axis
     task_weights: tuple[float, ...] = field(default_factory=tuple)  # loss weight per task; empty = all 1.0
-    # VISTA (trainer/vista.py; ignored by the other models). Optional fields with defaults, so one
-    # config type serves every model, `--model-config` and checkpoints alike.
-    summary_tokens: int = 16  # k: learnable seed tokens -> k summary tokens per user (128 in the paper)
-    summary_attention: str = "softmax"  # seed-to-history attention: "softmax" or "linear" (elu+1 feature map)
-    recent_events: int = 64  # raw most recent events the ranker reads beside the summary (0: summary only)
-    recon_items: int = 8  # next history items the summary-conditioned decoder predicts
-    # weight of the reconstruction MSE added to the BCE (0 disables it). On the planted tensor task
-    # (L = 512, 800 steps, lr 1e-3) VISTA reached AUC 0.678 at 0.01, 0.647 at 0, and stayed at
-    # 0.51 at 0.1: the MSE's early gradients outweighed the BCE's and the summary kept the recent
-    # items instead of the old interests.
-    recon_weight: float = 0.01
+
+    _POSITIVE: ClassVar[tuple[str, ...]] = (
+        "d", "heads", "layers", "id_dim", "item_buckets", "author_buckets", "user_buckets",
+        "action_bits", "time_buckets", "time_buckets_per_octave", "watch_ratio_buckets",
+        "position_buckets", "duration_buckets", "head_hidden",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
         self.task_weights = tuple(float(w) for w in self.task_weights)
-        positive = (
-            "d", "heads", "layers", "id_dim", "item_buckets", "author_buckets", "user_buckets",
-            "action_bits", "time_buckets", "time_buckets_per_octave", "watch_ratio_buckets",
-            "position_buckets", "duration_buckets", "head_hidden", "summary_tokens", "recon_items",
-        )  # fmt: skip
-        for name in positive:
+        for name in self._POSITIVE:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
@@ -87,14 +81,6 @@ class STCAConfig:
             raise ConfigError(f"watch_ratio_max must be > 0, got {self.watch_ratio_max}")
         if self.attention not in ATTENTION_KINDS:
             raise ConfigError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
-        if self.summary_attention not in SUMMARY_ATTENTION_KINDS:
-            raise ConfigError(
-                f"summary_attention must be one of {SUMMARY_ATTENTION_KINDS}, got {self.summary_attention!r}"
-            )
-        if not isinstance(self.recent_events, int) or self.recent_events < 0:
-            raise ConfigError(f"recent_events must be an int >= 0, got {self.recent_events!r}")
-        if self.recon_weight < 0:
-            raise ConfigError(f"recon_weight must be >= 0, got {self.recon_weight}")
         if not self.tasks or len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"tasks must be non-empty and unique, got {self.tasks}")
         if self.task_weights and len(self.task_weights) != len(self.tasks):
@@ -125,9 +111,45 @@ class STCAConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> STCAConfig:
+    def from_dict(cls, values: Mapping[str, Any], model: str | None = None) -> Self:
+        """The config of `values` (e.g. parsed JSON); an unknown key is a ConfigError naming it
+        (and `model`, the model the values were given for)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"unknown STCAConfig fields {unknown}; known: {sorted(known)}")
+            target = f"model {model!r} ({cls.__name__})" if model else cls.__name__
+            raise ConfigError(f"unknown config field(s) {unknown} for {target}; known: {sorted(known)}")
         return cls(**values)
+
+
+@dataclass
+class VISTAConfig(STCAConfig):
+    """STCA's fields plus VISTA's (trainer/vista.py): the summarizer, the raw suffix, the decoder."""
+
+    summary_tokens: int = 16  # k: learnable seed tokens -> k summary tokens per user (128 in the paper)
+    summary_attention: str = "softmax"  # seed-to-history attention: "softmax" or "linear" (elu+1 feature map)
+    recent_events: int = 64  # raw most recent events the ranker reads beside the summary (0: summary only)
+    recon_items: int = 8  # next history items the summary-conditioned decoder predicts
+    # weight of the reconstruction MSE added to the BCE (0 disables it). On the planted tensor task
+    # (L = 512, 800 steps, lr 1e-3) VISTA reached AUC 0.678 at 0.01, 0.647 at 0, and stayed at
+    # 0.51 at 0.1: the MSE's early gradients outweighed the BCE's and the summary kept the recent
+    # items instead of the old interests.
+    recon_weight: float = 0.01
+
+    _POSITIVE: ClassVar[tuple[str, ...]] = (*STCAConfig._POSITIVE, "summary_tokens", "recon_items")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.summary_attention not in SUMMARY_ATTENTION_KINDS:
+            raise ConfigError(
+                f"summary_attention must be one of {SUMMARY_ATTENTION_KINDS}, got {self.summary_attention!r}"
+            )
+        if not isinstance(self.recent_events, int) or self.recent_events < 0:
+            raise ConfigError(f"recent_events must be an int >= 0, got {self.recent_events!r}")
+        if self.recon_weight < 0:
+            raise ConfigError(f"recon_weight must be >= 0, got {self.recon_weight}")
+
+
+VISTA_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(VISTAConfig) if f.name not in {g.name for g in fields(STCAConfig)}
+)

@@ -2,7 +2,7 @@
 
 Dividing by the batch's total number of real targets (not a per-request mean first) is what keeps
 request-level batching (RLB) and point-wise training the same objective with the same gradients
-(DESIGN.md §2): a request with 20 targets weighs 20 impressions, as it does point-wise."""
+(docs/design.md §2): a request with 20 targets weighs 20 impressions, as it does point-wise."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from loader.batch import RequestBatch
+from loader import RequestBatch
 
 LOGLOSS_EPS = 1e-7  # probabilities are clipped to [eps, 1 - eps] so log loss stays finite
 
@@ -82,7 +82,8 @@ def task_metrics(
     user_ids: np.ndarray | torch.Tensor,
     tasks: Sequence[str],
 ) -> dict[str, dict[str, float]]:
-    """probs, labels (N, T) over real targets; user_ids (N,) -> {task: {auc, gauc, logloss, positive_rate, n}}."""
+    """probs, labels (N, T) over real targets; user_ids (N,) ->
+    {task: {auc, gauc, logloss, positive_rate, n}}."""
     p, y = _np(probs), _np(labels)
     if p.ndim != 2 or p.shape != y.shape or p.shape[1] != len(tasks):
         raise ValueError(f"expected probs and labels (N, {len(tasks)}), got {p.shape} and {y.shape}")

@@ -1,11 +1,11 @@
-"""STCA: Stacked Target-to-History Cross Attention, with Request Level Batching (DESIGN.md §2).
+"""STCA: Stacked Target-to-History Cross Attention, with Request Level Batching (docs/design.md §2).
 
 Reads top to bottom: small blocks (SwiGLU, id hashing, event / target tokens, one target-attention
 layer), the STCA encoder, the ranking head, then `Ranker` (embeddings + head + loss + the two
 batching modes, shared with trainer/baselines.py) and `STCA` itself.
 
 Shapes: B requests, L history events (padded), M targets per request (padded), d model width,
-H heads, D = d / H, T tasks. DESIGN.md calls the number of layers M too; here it is
+H heads, D = d / H, T tasks. docs/design.md calls the number of layers M too; here it is
 `config.layers` so that M always means targets, as in `RequestBatch`.
 
 The two batching modes run the same weights:
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from loader.batch import HISTORY_FIELDS, RequestBatch
+from loader import HISTORY_FIELDS, RequestBatch
 from trainer.config import STCAConfig
 from trainer.losses import masked_bce_loss
 
@@ -265,7 +265,7 @@ class STCAEncoder(nn.Module):
 
 class RankingHead(nn.Module):
     """MLP over [z; x_t; user] -> one logit per task. LayerNorm, never BatchNorm: request-grouped
-    batches are not IID (DESIGN.md §7)."""
+    batches are not IID (docs/design.md §7)."""
 
     def __init__(self, config: STCAConfig) -> None:
         super().__init__()
@@ -345,7 +345,9 @@ class Ranker(nn.Module):
         (p = 0.5), rare tasks' early gradients reshape the shared trunk and, on the planted-signal
         data, kept STCA at chance for all tasks (benchmarks/quality.py); from the base rate it learns."""
         if len(rates) != self.config.num_tasks:
-            raise ValueError(f"expected {self.config.num_tasks} rates for tasks {self.config.tasks}, got {list(rates)}")
+            raise ValueError(
+                f"expected {self.config.num_tasks} rates for tasks {self.config.tasks}, got {list(rates)}"
+            )
         r = torch.tensor(rates, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
         with torch.no_grad():
             self.head.output.bias.copy_(torch.log(r / (1 - r)))

@@ -1,4 +1,4 @@
-"""Quantized summary tokens for the `user_summaries` cache (VISTA, DESIGN.md §2).
+"""Quantized summary tokens for the `user_summaries` cache (VISTA, docs/design.md §2).
 
 Two formats, both stored as raw row-major bytes plus one fp32 scale per token (row):
 
@@ -38,7 +38,9 @@ def quantize(x: torch.Tensor, kind: str = "int8") -> tuple[torch.Tensor, torch.T
     _check_kind(kind)
     x = x.detach().float()
     if not torch.isfinite(x).all():
-        raise QuantizationError(f"cannot quantize non-finite values ({int((~torch.isfinite(x)).sum())} of {x.numel()})")
+        raise QuantizationError(
+            f"cannot quantize non-finite values ({int((~torch.isfinite(x)).sum())} of {x.numel()})"
+        )
     if kind == "fp16":
         largest = float(x.abs().max()) if x.numel() else 0.0
         if largest > FP16_MAX:
@@ -80,7 +82,8 @@ def from_bytes(blobs: list[bytes], kind: str, tokens: int, dim: int) -> torch.Te
     bad = [i for i, b in enumerate(blobs) if len(b) != expected]
     if bad:
         raise QuantizationError(
-            f"summary {bad[0]} has {len(blobs[bad[0]])} bytes, expected {expected} ({kind}, k={tokens}, d={dim})"
+            f"summary {bad[0]} has {len(blobs[bad[0]])} bytes, expected {expected} "
+            f"({kind}, k={tokens}, d={dim})"
         )
     if not blobs:
         return torch.zeros((0, tokens, dim), dtype=torch_dtype)

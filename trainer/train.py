@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,21 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from loader import LengthSampling, LoaderConfig, RequestLoader, label_rates
-from loader.request_loader import nonempty_snapshot
-from loader.snapshot import iso_date
+from loader import (
+    LengthSampling,
+    LoaderConfig,
+    RequestLoader,
+    Snapshot,
+    label_rates,
+    nonempty_snapshot,
+    resolve_snapshot,
+)
+from schemas.constants import DEFAULT_L_MAX, iso_date
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import STCAConfig
 from trainer.metrics import MetricAccumulator
 from trainer.model import Ranker
-from trainer.registry import MODELS, build_model
+from trainer.registry import MODELS, build_model, model_config, parse_model_config
 
 log = logging.getLogger("trainer.train")
 
@@ -48,7 +56,7 @@ class TrainConfig:
     train_from: str | None = None  # first training date (inclusive)
     train_to: str | None = None  # last training date (inclusive)
     eval_date: str | None = None  # held-out date (the first, with eval_to); None skips evaluation
-    eval_to: str | None = None  # last held-out date (inclusive): evaluate on eval_date..eval_to; None: eval_date alone
+    eval_to: str | None = None  # last held-out date (inclusive): eval_date..eval_to; None: eval_date alone
     version: int | None = None  # pinned table version (default: the latest)
     model: str = "stca"  # one of trainer.registry.MODELS
     mode: str = "rlb"  # "rlb" or "pointwise" (same loss, for comparison)
@@ -61,16 +69,30 @@ class TrainConfig:
     clip: float = 1.0  # gradient-norm clip
     length_mean: float | None = 2_000.0  # mean sampled history length; None trains on full histories
     length_min: int = 64
-    length_max: int = 10_000
+    length_max: int = DEFAULT_L_MAX
     length_alpha: float = 0.2
-    eval_lengths: tuple[int, ...] = (512, 2_048, 5_000, 10_000)
+    eval_lengths: tuple[int, ...] = (512, 2_048, 5_000, DEFAULT_L_MAX)
     eval_batch_size: int = 64
     seed: int = 0
     checkpoint_every: int = 100  # steps between checkpoints (and at the end)
     resume: str | None = None  # checkpoint to continue from
     stop_at: int | None = None  # end this invocation at this step (a time-limited slot); resume later
     device: str = "auto"  # "auto": cuda when available, else cpu
-    model_config: dict[str, Any] = field(default_factory=dict)  # STCAConfig overrides (d, heads, layers, ...)
+    # The model's config, of its class in trainer.registry.MODELS (VISTAConfig for "vista"); an
+    # STCAConfig given to VISTA takes VISTA's defaults for the rest. A dict (parsed JSON) is read
+    # into that class, refusing unknown keys.
+    model_config: STCAConfig = field(default_factory=STCAConfig)
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            return  # train() names the choices
+        given: STCAConfig | Mapping[str, Any] = self.model_config
+        typed = (
+            parse_model_config(self.model, given)
+            if isinstance(given, Mapping)
+            else model_config(self.model, given)
+        )
+        object.__setattr__(self, "model_config", typed)
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
@@ -108,43 +130,47 @@ def pick_device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def train_loader(cfg: TrainConfig, d: Dist, device: torch.device) -> RequestLoader:
+def train_loader(cfg: TrainConfig, snapshot: Snapshot, d: Dist, device: torch.device) -> RequestLoader:
     sampling = (
         None if cfg.length_mean is None
-        else LengthSampling(l_min=cfg.length_min, l_max=cfg.length_max, mean=cfg.length_mean, alpha=cfg.length_alpha)
-    )
+        else LengthSampling(l_min=cfg.length_min, l_max=cfg.length_max, mean=cfg.length_mean,
+                            alpha=cfg.length_alpha)
+    )  # fmt: skip
     lc = LoaderConfig(batch_size=cfg.batch_size, seed=cfg.seed, length_sampling=sampling, rank=d.rank,
-                      world_size=d.world_size, device=str(device))
-    return RequestLoader(cfg.table, lc, version=cfg.version, date_from=cfg.train_from, date_to=cfg.train_to)
+                      world_size=d.world_size, device=str(device))  # fmt: skip
+    return RequestLoader(snapshot, lc, date_from=cfg.train_from, date_to=cfg.train_to)
 
 
-def check_eval_range(cfg: TrainConfig, version: int) -> None:
+def check_eval_range(cfg: TrainConfig, snapshot: Snapshot) -> None:
     """Before any step: the held-out dates hold data (else the run would fail only after
     training), and a training range that reaches into them is named (the AUC would be inflated)."""
     eval_from = iso_date(cfg.eval_date, "eval_date")
     eval_to = iso_date(cfg.eval_to, "eval_to") or eval_from
     assert eval_from is not None and eval_to is not None
-    nonempty_snapshot(cfg.table, version, eval_from, eval_to, "check --eval-date / --eval-to against the table's dates")
+    hint = "check --eval-date / --eval-to against the table's dates"
+    nonempty_snapshot(snapshot, None, eval_from, eval_to, hint)
     train_from, train_to = iso_date(cfg.train_from, "train_from"), iso_date(cfg.train_to, "train_to")
     if (train_to is None or train_to >= eval_from) and (train_from is None or train_from <= eval_to):
         log.warning(
-            "training dates %s..%s overlap the evaluation dates %s..%s: the model is evaluated on requests it "
-            "trained on; set --train-to before --eval-date for a held-out score",
+            "training dates %s..%s overlap the evaluation dates %s..%s: the model is evaluated on "
+            "requests it trained on; set --train-to before --eval-date for a held-out score",
             train_from or "-inf", train_to or "+inf", eval_from, eval_to,
         )
 
 
 @torch.no_grad()
-def evaluate(model: Ranker, cfg: TrainConfig, version: int, device: torch.device) -> dict[str, Any]:
-    """Per inference length: per-task AUC, GAUC, log loss on the eval dates (full pass, one process)."""
+def evaluate(model: Ranker, cfg: TrainConfig, snapshot: Snapshot, device: torch.device) -> dict[str, Any]:
+    """Per inference length: per-task AUC, GAUC, log loss on the eval dates (full pass, one
+    process), all read from `snapshot` (the run's one resolved version)."""
     out: dict[str, Any] = {}
+    held_out = snapshot.between(cfg.eval_date, cfg.eval_to or cfg.eval_date)
     for n in cfg.eval_lengths:
         lc = LoaderConfig(batch_size=cfg.eval_batch_size, shuffle=False, max_history=n, device=str(device))
         acc = MetricAccumulator(model.config.tasks)
-        dates = {"date_from": cfg.eval_date, "date_to": cfg.eval_to or cfg.eval_date}
-        loader = RequestLoader(cfg.table, lc, version=version, **dates)
+        loader = RequestLoader(held_out, lc)
+        bar = tqdm(loader, total=len(loader), desc=f"eval {cfg.model} @{n}", unit="batch", leave=False)
         with autocast(device):
-            for batch in tqdm(loader, total=len(loader), desc=f"eval {cfg.model} @{n}", unit="batch", leave=False):
+            for batch in bar:
                 acc.update(batch, model.predict(batch))
         out[str(n)] = acc.compute()
     return out
@@ -152,7 +178,9 @@ def evaluate(model: Ranker, cfg: TrainConfig, version: int, device: torch.device
 
 def autocast(device: torch.device) -> Any:
     """bf16 autocast on CUDA; a no-op context on CPU (CPU autocast is slower than fp32 here)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -164,21 +192,27 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    model_config = STCAConfig(**cfg.model_config)
+    model_config = cfg.model_config
     model = build_model(cfg.model, model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr(s, cfg) / cfg.lr)
-    loader = train_loader(cfg, d, device)
+    # One resolved version for the whole run: the training loader, the eval-range check, the
+    # label rates and every evaluation length narrow it by date without reading the log again.
+    snapshot = resolve_snapshot(cfg.table, cfg.version)
+    loader = train_loader(cfg, snapshot, d, device)
     if cfg.eval_date:
-        check_eval_range(cfg, loader.version)
+        check_eval_range(cfg, snapshot)
     step = 0
     rates: tuple[float, ...] | None = None  # a resumed run restores its head with the rest of the model
     if not cfg.resume:
-        rates = label_rates(cfg.table, loader.version, cfg.train_from, cfg.train_to)
+        rates = label_rates(loader.snapshot)
         model.init_task_bias(rates)
-        log.info("task base rates %s", dict(zip(model_config.tasks, (round(r, 4) for r in rates), strict=True)))
+        rounded = (round(r, 4) for r in rates)
+        log.info("task base rates %s", dict(zip(model_config.tasks, rounded, strict=True)))
     else:
-        ckpt = load_checkpoint(cfg.resume, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device)
+        ckpt = load_checkpoint(
+            cfg.resume, model=model, optimizer=optimizer, scheduler=scheduler, map_location=device
+        )
         if ckpt.model_name != cfg.model:
             raise ValueError(f"checkpoint {cfg.resume} holds a {ckpt.model_name!r} model, not {cfg.model!r}")
         step = ckpt.step
@@ -186,8 +220,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         log.info("resumed from %s at step %d (loader %s)", cfg.resume, step, ckpt.loader_state)
     ddp: torch.nn.Module = model
     if d.world_size > 1:
-        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                      find_unused_parameters=cfg.model != "stca")
+        ddp = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.model != "stca",
+        )  # fmt: skip
     model.train()
     losses: list[float] = []
     requests = tokens = 0
@@ -234,7 +270,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         },
     }
     if cfg.eval_date and d.main:
-        result["eval"] = evaluate(model, cfg, loader.version, device)
+        result["eval"] = evaluate(model, cfg, snapshot, device)
     if d.main:
         (out / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
         log.info("wrote %s", out / "metrics.json")
@@ -254,8 +290,9 @@ def _checkpoint(out: Path, model: Ranker, model_config: STCAConfig, cfg: TrainCo
         dist.all_gather_object(states, state)
         state = {"ranks": states}
     if d.main:
-        save_checkpoint(out / "checkpoint.pt", model=model, config=model_config, step=step, model_name=cfg.model,
-                        optimizer=optimizer, scheduler=scheduler, loader_state=state)
+        save_checkpoint(out / "checkpoint.pt", model=model, config=model_config, step=step,
+                        model_name=cfg.model, optimizer=optimizer, scheduler=scheduler,
+                        loader_state=state)  # fmt: skip
 
 
 def rank_loader_state(state: dict[str, Any], d: Dist, path: str) -> dict[str, Any]:
@@ -270,39 +307,58 @@ def rank_loader_state(state: dict[str, Any], d: Dist, path: str) -> dict[str, An
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="trainer.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="trainer.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     defaults = TrainConfig(table="", out="")
     p.add_argument("--table", required=True, help="request_samples Delta table")
     p.add_argument("--out", required=True, help="run folder for metrics.json and checkpoint.pt")
     p.add_argument("--train-from", default=None, help="first training date, YYYY-MM-DD")
     p.add_argument("--train-to", default=None, help="last training date, YYYY-MM-DD")
-    p.add_argument("--eval-date", default=None, help="held-out date to evaluate on (the first, with --eval-to)")
-    p.add_argument("--eval-to", default=None, help="last held-out date (inclusive): evaluate on --eval-date..--eval-to")
+    p.add_argument(
+        "--eval-date", default=None, help="held-out date to evaluate on (the first, with --eval-to)"
+    )
+    p.add_argument(
+        "--eval-to", default=None, help="last held-out date (inclusive): evaluate on --eval-date..--eval-to"
+    )
     p.add_argument("--version", type=int, default=None, help="pinned table version (default: latest)")
     p.add_argument("--model", default=defaults.model, choices=sorted(MODELS))
     p.add_argument("--mode", default=defaults.mode, choices=("rlb", "pointwise"))
-    for name in ("steps", "batch_size", "warmup", "length_min", "length_max", "eval_batch_size", "seed", "checkpoint_every"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name), help="default: %(default)s")
-    for name in ("lr", "min_lr_ratio", "weight_decay", "clip", "length_alpha"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name), help="default: %(default)s")
+    ints = ("steps", "batch_size", "warmup", "length_min", "length_max", "eval_batch_size", "seed",
+            "checkpoint_every")  # fmt: skip
+    floats = ("lr", "min_lr_ratio", "weight_decay", "clip", "length_alpha")
+    for names, kind in ((ints, int), (floats, float)):
+        for name in names:
+            p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name),
+                           help="default: %(default)s")  # fmt: skip
     p.add_argument("--length-mean", type=float, default=defaults.length_mean,
-                   help="mean sampled history length in training; 0 trains on full histories (default: %(default)s)")
+                   help="mean sampled history length in training; 0 trains on full histories "
+                        "(default: %(default)s)")  # fmt: skip
     p.add_argument("--eval-lengths", default=",".join(map(str, defaults.eval_lengths)),
                    help="comma-separated inference lengths (default: %(default)s)")
     p.add_argument("--resume", default=None, help="checkpoint.pt to continue from")
-    p.add_argument("--stop-at", type=int, default=None, help="end this invocation at this step (checkpointed)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--model-config", default="{}", help='JSON STCAConfig overrides, e.g. {"d": 64, "layers": 2}')
-    a = p.parse_args(argv)
-    return TrainConfig(
-        table=a.table, out=a.out, train_from=a.train_from, train_to=a.train_to, eval_date=a.eval_date, eval_to=a.eval_to,
-        version=a.version, model=a.model, mode=a.mode, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-        min_lr_ratio=a.min_lr_ratio, warmup=a.warmup, weight_decay=a.weight_decay, clip=a.clip,
-        length_mean=a.length_mean or None, length_min=a.length_min, length_max=a.length_max,
-        length_alpha=a.length_alpha, eval_lengths=tuple(int(x) for x in a.eval_lengths.split(",") if x),
-        eval_batch_size=a.eval_batch_size, seed=a.seed, checkpoint_every=a.checkpoint_every, resume=a.resume, stop_at=a.stop_at,
-        device=a.device, model_config=json.loads(a.model_config),
+    p.add_argument(
+        "--stop-at", type=int, default=None, help="end this invocation at this step (checkpointed)"
     )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model-config", default="{}",
+                   help='JSON overrides of the model\'s config (STCAConfig; VISTAConfig for vista), '
+                        'e.g. {"d": 64, "layers": 2}; unknown keys are refused')  # fmt: skip
+    a = p.parse_args(argv)
+    try:
+        model_config = parse_model_config(a.model, json.loads(a.model_config))
+    except (ValueError, TypeError) as e:  # bad JSON, unknown keys (ConfigError) and bad values
+        p.error(f"--model-config: {e}")
+    return TrainConfig(
+        table=a.table, out=a.out, train_from=a.train_from, train_to=a.train_to, eval_date=a.eval_date,
+        eval_to=a.eval_to, version=a.version, model=a.model, mode=a.mode, steps=a.steps,
+        batch_size=a.batch_size, lr=a.lr, min_lr_ratio=a.min_lr_ratio, warmup=a.warmup,
+        weight_decay=a.weight_decay, clip=a.clip, length_mean=a.length_mean or None,
+        length_min=a.length_min, length_max=a.length_max, length_alpha=a.length_alpha,
+        eval_lengths=tuple(int(x) for x in a.eval_lengths.split(",") if x),
+        eval_batch_size=a.eval_batch_size, seed=a.seed, checkpoint_every=a.checkpoint_every,
+        resume=a.resume, stop_at=a.stop_at, device=a.device, model_config=model_config,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

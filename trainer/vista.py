@@ -1,4 +1,4 @@
-"""VISTA: summarize a user's history into k tokens, cache them, rank against the cache (DESIGN.md §1-2).
+"""VISTA: summarize a user's history into k tokens, cache them, rank against the cache (docs/design.md §1-2).
 
 Reads top to bottom: seed-to-history attention (softmax or linear), the summarizer, the
 reconstruction head, then `VistaRanker`.
@@ -41,9 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from loader.batch import RequestBatch
-from loader.compact import CompactBatch
-from trainer.config import STCAConfig
+from loader import CompactBatch, RequestBatch
+from trainer.config import VISTAConfig
 from trainer.losses import masked_bce_loss
 from trainer.model import (
     MODES,
@@ -68,7 +67,7 @@ class SeedAttention(nn.Module):
     o = phi(Q) (phi(K)^T V) / (phi(Q) . sum_l phi(K_l)); masked keys get phi(K) = 0. Rows without
     history return 0 either way."""
 
-    def __init__(self, config: STCAConfig) -> None:
+    def __init__(self, config: VISTAConfig) -> None:
         super().__init__()
         self.heads, self.head_dim, self.kind = config.heads, config.head_dim, config.summary_attention
         self.q_proj = nn.Linear(config.d, config.d, bias=False)
@@ -103,10 +102,12 @@ class VistaSummarizer(nn.Module):
     """Event tokens (B, L, d) -> k summary tokens (B, k, d): LN(SwiGLU(seeds + Attn(seeds, X~))),
     both LN(SwiGLU(.)) with STCA's residual when config.history_residual (trainer/model.py)."""
 
-    def __init__(self, config: STCAConfig) -> None:
+    def __init__(self, config: VISTAConfig) -> None:
         super().__init__()
         self.seeds = nn.Parameter(torch.randn(config.summary_tokens, config.d) * 0.02)  # (k, d)
-        self.history_transform = TokenTransform(config.d, config.hidden, residual=config.history_residual)  # X~
+        self.history_transform = TokenTransform(
+            config.d, config.hidden, residual=config.history_residual
+        )  # X~
         self.attention = SeedAttention(config)
         # the final LN keeps int8 scales tame
         self.output = TokenTransform(config.d, config.hidden, residual=config.history_residual)
@@ -126,7 +127,7 @@ class VistaSummarizer(nn.Module):
 class ReconstructionHead(nn.Module):
     """R learned position queries attend over the summary -> predicted item embeddings (B, R, id_dim)."""
 
-    def __init__(self, config: STCAConfig) -> None:
+    def __init__(self, config: VISTAConfig) -> None:
         super().__init__()
         self.queries = nn.Parameter(torch.randn(config.recon_items, config.d) * 0.02)  # (R, d)
         self.attention = TargetAttention(config)
@@ -136,7 +137,9 @@ class ReconstructionHead(nn.Module):
         """summary (B, k, d) -> (B, R, id_dim)."""
         b, k, _ = summary.shape
         q = self.queries[None].expand(b, -1, -1)  # (B, R, d)
-        every = torch.ones(b, k, dtype=torch.bool, device=summary.device)  # (B, k): all summary tokens are real
+        every = torch.ones(
+            b, k, dtype=torch.bool, device=summary.device
+        )  # (B, k): all summary tokens are real
         o = self.attention(q, summary, every, every[:, 0])  # (B, R, d)
         return self.predict(o + q)
 
@@ -151,7 +154,9 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 class VistaRanker(Ranker):
     """Target attention over [k summary tokens; last r raw events]; see the module docstring."""
 
-    def __init__(self, config: STCAConfig) -> None:
+    config: VISTAConfig
+
+    def __init__(self, config: VISTAConfig) -> None:
         super().__init__(config)
         self.summarizer = VistaSummarizer(config)
         self.reconstruction = ReconstructionHead(config) if config.recon_weight > 0 else None
@@ -201,7 +206,9 @@ class VistaRanker(Ranker):
         length = batch.hist_item_id.shape[1]
         cut = (batch.hist_len - self.summary_gap).clamp(min=0)  # (B,) events in the summarized prefix
         after = cut.clamp(max=length - 1)[:, None]  # (B, 1) first event after the prefix (if any)
-        ref = torch.where(cut < batch.hist_len, batch.hist_ts.gather(1, after)[:, 0], batch.request_ts)  # (B,)
+        ref = torch.where(
+            cut < batch.hist_len, batch.hist_ts.gather(1, after)[:, 0], batch.request_ts
+        )  # (B,)
         prefix = replace(batch, hist_len=cut, request_ts=ref)
         with record_function("embed"):
             x = self.events(prefix)  # (B, L, d), ages from ref
@@ -275,8 +282,21 @@ def compact_batch(model: VistaRanker, batch: RequestBatch, kind: str = "int8") -
     first_after = F.pad(batch.hist_ts, (0, 1)).gather(1, cut.clamp(max=length - 1)[:, None])[:, 0]  # (B,)
     ref = torch.where(cut < batch.hist_len, first_after, batch.request_ts)
     q, scale = quantize(model.summarize(replace(batch, hist_len=cut, request_ts=ref)), kind)
-    return CompactBatch(requests=batch, has_summary=torch.ones_like(batch.hist_len, dtype=torch.bool), summary=q,
-                        summary_scale=scale, summary_as_of_ts=ref, quantization=kind)
+    return CompactBatch(
+        requests=batch,
+        has_summary=torch.ones_like(batch.hist_len, dtype=torch.bool),
+        summary=q,
+        summary_scale=scale,
+        summary_as_of_ts=ref,
+        quantization=kind,
+    )
 
 
-__all__ = ["ReconstructionHead", "SeedAttention", "VistaRanker", "VistaSummarizer", "compact_batch", "masked_mse"]
+__all__ = [
+    "ReconstructionHead",
+    "SeedAttention",
+    "VistaRanker",
+    "VistaSummarizer",
+    "compact_batch",
+    "masked_mse",
+]

@@ -21,8 +21,8 @@ DAG_ID = "rlb_daily"
 # The days of tests/test_build_jobs._logs: actions on all three, requests on the last two; its
 # few bad rows per day are quarantined, so the inputs' valid share is lowered for the gate.
 BOOTSTRAP_DAY, DAY, NEXT_DAY = "2026-02-01", "2026-02-02", "2026-02-03"
-GATE = {"input_valid_share": 0.8, "max_label_rate_delta": 1.0, "min_row_count_ratio": 0.1, "max_row_count_ratio": 10.0,
-        "min_mean_hist_len_ratio": 0.1, "max_mean_hist_len_ratio": 10.0}
+GATE = {"input_valid_share": 0.8, "max_label_rate_delta": 1.0, "min_row_count_ratio": 0.1,
+        "max_row_count_ratio": 10.0, "min_mean_hist_len_ratio": 0.1, "max_mean_hist_len_ratio": 10.0}
 PIPELINE = ["wait_for_inputs", "build_user_history", "build_request_samples", "validate", "publish"]
 VISTA = ["vista_enabled", "summarize_users", "build_compact_samples"]  # skipped without a vista_checkpoint
 TASKS = [*PIPELINE, *VISTA]
@@ -53,7 +53,10 @@ def test_graph_schedule_and_retries_are_as_designed(dag: Any) -> None:
     for up, down in itertools.pairwise(TASKS):
         assert dag.get_task(up).downstream_task_ids == {down}
     assert dag.catchup is True and dag.max_active_runs == 1
-    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable" and dag.timetable.expression == "0 0 * * *"
+    assert (
+        type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+        and dag.timetable.expression == "0 0 * * *"
+    )
     assert dag.start_date.tzinfo is not None
     for task_id in [t for t in TASKS[1:] if t != "vista_enabled"]:
         task = dag.get_task(task_id)
@@ -100,15 +103,18 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "from tests.test_build_jobs import _logs\n"
         "spark = get_spark(SparkSettings(driver_memory='1g', shuffle_partitions=2))\n"
         "for rows, c in zip(_logs(), (USER_ACTIONS, IMPRESSIONS)):\n"
-        "    df = spark.createDataFrame([tuple(r[n] for n in c.column_names) for r in rows], c.spark_schema())\n"
+        "    df = spark.createDataFrame("
+        "[tuple(r[n] for n in c.column_names) for r in rows], c.spark_schema())\n"
         f"    overwrite_where(df, c, c.location({str(wh)!r}), None)\n"
-        f"build_user_history.main(['--warehouse', {str(wh)!r}, '--date', {BOOTSTRAP_DAY!r}, '--state-len', '100'])\n"
+        f"build_user_history.main(['--warehouse', {str(wh)!r}, '--date', {BOOTSTRAP_DAY!r}, "
+        "'--state-len', '100'])\n"
     )
     yield wh
 
 
 def run_day(dag: Any, warehouse: Path, day: str, **params: Any) -> Any:
-    conf = {"warehouse": str(warehouse), "l_max": 100, "state_len": 100, "driver_memory": "1g", "gate_thresholds": GATE, **params}
+    conf = {"warehouse": str(warehouse), "l_max": 100, "state_len": 100, "driver_memory": "1g",
+            "gate_thresholds": GATE, **params}
     logical = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
     for task in dag.tasks:  # dag.test() would sleep through the retry delays of a broken step
         task.retries = 0
@@ -136,7 +142,9 @@ LOCAL_SPARK_DEFAULTS = {
 def airflow_db_and_local_spark(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """dag.test() records its run in the metadata DB (SQLite under AIRFLOW_HOME); the Spark
     connection the DAG names points at local Spark, with local small-data defaults."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=600
+    )
     monkeypatch.setenv("AIRFLOW_CONN_RLB_SPARK", json.dumps({"conn_type": "spark", "host": "local[2]"}))
     conf = {**LOCAL_SPARK_DEFAULTS, "spark.sql.warehouse.dir": str(tmp_path / "spark-warehouse"),
             "spark.driver.extraJavaOptions": f"-Dderby.system.home={tmp_path / 'derby'}"}
@@ -147,11 +155,17 @@ def airflow_db_and_local_spark(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 @pytest.mark.usefixtures("airflow_db_and_local_spark")
 def test_dag_test_publishes_a_passing_day_and_nothing_of_a_failing_one(dag: Any, warehouse: Path) -> None:
     ok = run_day(dag, warehouse, DAY)
-    assert states(ok) == {**dict.fromkeys(PIPELINE, "success"), **dict.fromkeys(VISTA[1:], "skipped"), "vista_enabled": "success"}
+    assert states(ok) == {
+        **dict.fromkeys(PIPELINE, "success"),
+        **dict.fromkeys(VISTA[1:], "skipped"),
+        "vista_enabled": "success",
+    }
     assert str(ok.state) == "success"
     after_ok = published(warehouse)
     assert after_ok["dates"] == [DAY]
-    record = json.loads((warehouse / "_quality" / "gate" / "request_samples_staging" / f"date={DAY}.json").read_text())
+    record = json.loads(
+        (warehouse / "_quality" / "gate" / "request_samples_staging" / f"date={DAY}.json").read_text()
+    )
     assert record["success"] is True
 
     # An impossible gate threshold (at most 1 target per request) fails the next day's gate.
@@ -161,6 +175,8 @@ def test_dag_test_publishes_a_passing_day_and_nothing_of_a_failing_one(dag: Any,
     assert got["publish"] == "upstream_failed"
     assert str(bad.state) == "failed"
     assert published(warehouse) == after_ok  # request_samples untouched: same version, no NEXT_DAY
-    record = json.loads((warehouse / "_quality" / "gate" / "request_samples_staging" / f"date={NEXT_DAY}.json").read_text())
+    record = json.loads(
+        (warehouse / "_quality" / "gate" / "request_samples_staging" / f"date={NEXT_DAY}.json").read_text()
+    )
     assert record["success"] is False
     assert "num_targets" in {f["column"] for f in record["suites"]["request_samples"]["failed"]}

@@ -6,9 +6,12 @@ build the flat impression layout of the last day -> compare storage -> measure t
 train STCA (length-extrapolative sampling) and the baselines on the earlier days, evaluate on the
 last day at several inference lengths -> reports/<run>/index.html (+ summary.json, PNGs).
 
-    make demo                 # the default scale (1,500 users, histories up to 10k), ~10 min on 2 cores
-    make demo SCALE=tiny      # smoke run of every stage: minutes, Spark's per-stage start-up dominates
-    python -m jobs.demo --scale large --warehouse /data/rlb-demo   # one big machine with a GPU
+    make demo              # the default scale (1,500 users, histories up to 10k), ~10 min on 2 cores
+    make demo SCALE=tiny   # smoke run of every stage: minutes, Spark's per-stage start-up dominates
+    python -m demo --scale large --warehouse /data/rlb-demo   # one big machine with a GPU
+
+Each stage calls a job's typed core (`run(spark, Args(...))` through jobs.runner.run_job, which
+adds the stage's seconds and logs its summary line), as spark-submit would run its `main`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -29,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from demo.report import render
 from jobs import (
     build_impression_samples,
     build_request_samples,
@@ -38,12 +44,17 @@ from jobs import (
     validate,
 )
 from jobs.cli import configure_logging, previous_day
-from jobs.report import render
+from jobs.runner import run_job
+from jobs.spark_session import get_spark
 from loader import LengthSampling, LoaderConfig, RequestLoader
 from loader.snapshot import resolve_snapshot
 from loader.storage import bytes_of, column_bytes
 from schemas import DEFAULT_WAREHOUSE, IMPRESSION_SAMPLES, QUARANTINE, REQUEST_SAMPLES
+from schemas.constants import DEFAULT_L_MAX
 from schemas.fields import HISTORY_COLUMNS
+from schemas.quality import GateThresholds
+from synthetic.logs import SyntheticConfig
+from trainer.config import STCAConfig
 from trainer.registry import MODELS
 from trainer.train import TrainConfig, train
 
@@ -66,7 +77,7 @@ class Scale:
     batch_size: int  # requests per training batch
     length_mean: float  # mean sampled history length in training (length extrapolation)
     eval_lengths: tuple[int, ...]  # inference lengths evaluated on the last day
-    # The planted signal (pipelines/synthetic.py). On CPU scales: the creator affinity alone over
+    # The planted signal (synthetic/logs.py). On CPU scales: the creator affinity alone over
     # few items (20 authors), the recipe tests/test_long_range_quality.py checks: STCA reads it in
     # a few hundred steps, mean pooling cannot, and 10k events hold more of it than 512. With
     # 100k items neither model learns anything in a CPU budget (item ids are never seen twice).
@@ -83,27 +94,39 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "tiny": Scale(num_users=60, history_days=3, num_days=2, max_events=3_000, l_max=2_000,
                   train_steps=8, batch_size=16, length_mean=300.0, eval_lengths=(64, 512, 2_000)),
-    "default": Scale(num_users=1_500, history_days=20, num_days=3, max_events=15_000, l_max=10_000,
-                     train_steps=300, batch_size=32, length_mean=500.0, eval_lengths=(512, 2_000, 10_000)),
-    "large": Scale(num_users=2_000_000, history_days=60, num_days=7, max_events=20_000, l_max=10_000,
-                   train_steps=20_000, batch_size=256, length_mean=2_000.0, eval_lengths=(512, 2_000, 5_000, 10_000),
-                   num_items=1_000_000, num_topics=20, interest_logit=2.0, models=("stca", "mean_pool", "din"),
+    "default": Scale(num_users=1_500, history_days=20, num_days=3, max_events=15_000, l_max=DEFAULT_L_MAX,
+                     train_steps=300, batch_size=32, length_mean=500.0,
+                     eval_lengths=(512, 2_000, DEFAULT_L_MAX)),
+    "large": Scale(num_users=2_000_000, history_days=60, num_days=7, max_events=20_000, l_max=DEFAULT_L_MAX,
+                   train_steps=20_000, batch_size=256, length_mean=2_000.0,
+                   eval_lengths=(512, 2_000, 5_000, DEFAULT_L_MAX),
+                   num_items=1_000_000, num_topics=20, interest_logit=2.0,
+                   models=("stca", "mean_pool", "din"),
                    model_config=tuple(GPU_MODEL.items())),
 }
 START_DATE = "2026-01-01"
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    p = argparse.ArgumentParser(prog="demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Scale]:
+    """The command line and the scale it selects, with --models / --train-steps applied."""
+    p = argparse.ArgumentParser(
+        prog="demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="warehouse root (default: %(default)s)")
-    p.add_argument("--scale", default="default", choices=sorted(SCALES), help="data size (default: %(default)s)")
+    p.add_argument(
+        "--scale", default="default", choices=sorted(SCALES), help="data size (default: %(default)s)"
+    )
     p.add_argument("--reports", default="reports", help="folder for the run's report (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated logs (default: %(default)s)")
-    p.add_argument("--models", default=None,
-                   help=f"comma-separated models to train and chart (default: the scale's; from {', '.join(sorted(MODELS))})")
-    p.add_argument("--train-steps", type=int, default=None, help="optimizer steps per model (default: the scale's)")
+    p.add_argument(
+        "--models", default=None,
+        help="comma-separated models to train and chart "
+        f"(default: the scale's; from {', '.join(sorted(MODELS))})",
+    )  # fmt: skip
+    p.add_argument(
+        "--train-steps", type=int, default=None, help="optimizer steps per model (default: the scale's)"
+    )
     args = p.parse_args(argv)
-    configure_logging()
     scale = SCALES[args.scale]
     if args.models:
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
@@ -113,11 +136,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         scale = replace(scale, models=models)
     if args.train_steps is not None:
         scale = replace(scale, train_steps=args.train_steps)
+    return args, scale
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    args, scale = parse_args(argv)
+    configure_logging()
     run = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")  # names the report only, never data
     start = time.monotonic()
     fresh_warehouse(args.warehouse)
-    days = [(dt.date.fromisoformat(START_DATE) + dt.timedelta(days=i)).isoformat() for i in range(scale.num_days)]
-    wh = ["--warehouse", args.warehouse]
+    start_day = dt.date.fromisoformat(START_DATE)
+    days = [(start_day + dt.timedelta(days=i)).isoformat() for i in range(scale.num_days)]
     stages: dict[str, object] = {}
     steps = tqdm(total=2 + 4 * len(days) + 3 + len(scale.models), desc="demo", unit="stage")
 
@@ -126,20 +155,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         steps.update(1)
         steps.set_postfix_str(name)
 
-    stage("generate_logs", generate_logs.main([
-        *wh, "--seed", str(args.seed), "--start-date", START_DATE, "--num-days", str(scale.num_days),
-        "--history-days", str(scale.history_days), "--num-users", str(scale.num_users),
-        "--max-events", str(scale.max_events), "--num-items", str(scale.num_items), "--num-topics", str(scale.num_topics),
-        "--interest-logit", str(scale.interest_logit), "--affinity-logit", str(scale.affinity_logit), "--bad-row-rate", "0.002",
-    ]))
-    state = ["--state-len", str(scale.l_max)]
-    stage(f"build_user_history {previous_day(days[0])}", build_user_history.main([*wh, "--date", previous_day(days[0]), *state]))
-    for day in days:
-        stage(f"build_request_samples {day}", build_request_samples.main([*wh, "--date", day, "--l-max", str(scale.l_max)]))
-        stage(f"validate {day}", validate.main([*wh, "--date", day, "--l-max", str(scale.l_max)]))
-        stage(f"publish {day}", publish.main([*wh, "--date", day]))
-        stage(f"build_user_history {day}", build_user_history.main([*wh, "--date", day, *state]))
-    stage(f"build_impression_samples {days[-1]}", build_impression_samples.main([*wh, "--date", days[-1]]))
+    build_tables(args.warehouse, scale, args.seed, days, stage)
     storage = storage_comparison(args.warehouse, days[-1])
     stage("storage", storage)
     table = REQUEST_SAMPLES.location(args.warehouse)
@@ -152,11 +168,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             table=table, out=str(out / "runs" / model), model=model, train_to=days[-2], eval_date=days[-1],
             steps=scale.train_steps, batch_size=scale.batch_size, warmup=max(1, scale.train_steps // 10),
             length_min=min(64, scale.l_max // 4), length_max=scale.l_max, length_mean=scale.length_mean,
-            eval_lengths=scale.eval_lengths, checkpoint_every=10**9, model_config=dict(scale.model_config),
-        ))
+            eval_lengths=scale.eval_lengths, checkpoint_every=10**9,
+            model_config=STCAConfig.from_dict(dict(scale.model_config)),
+        ))  # fmt: skip
         training[model] = result
+        auc_finish = {n: round(m["finish"]["auc"], 4) for n, m in result["eval"].items()}
         stage(f"train {model}", {"seconds": result["train"]["seconds"], "version": result["table_version"],
-                                 "eval_auc_finish": {n: round(m["finish"]["auc"], 4) for n, m in result["eval"].items()}})
+                                 "eval_auc_finish": auc_finish})  # fmt: skip
     steps.close()
 
     seconds = round(time.monotonic() - start, 1)
@@ -169,12 +187,42 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "quarantine_by_reason": qc, "hist_len": samples, "quality": quality, "storage": storage,
         "loader": loader, "training": training,
         "config": {"scale": asdict(scale), "warehouse": args.warehouse, "seed": args.seed, "days": days},
-    }
+    }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     index = render(json.loads(json.dumps(summary, default=str)), out)
     print_report(stages, index, seconds)
     return summary
+
+
+def build_tables(
+    warehouse: str, scale: Scale, seed: int, days: list[str], stage: Callable[[str, object], None]
+) -> None:
+    """The daily pipeline over the demo's days, one stage per job run: generate the logs, bootstrap
+    the state, then per day build, validate, publish and extend the state; last, the flat layout.
+    Each job's summary (with its seconds) goes to `stage` under the name the report shows."""
+    spark = get_spark()
+
+    def job(module: ModuleType, args: object, label: str = "") -> None:
+        name = module.__name__.rsplit(".", 1)[-1]
+        stage(f"{name} {label}".strip(), run_job(name, module.run, args, spark))
+
+    logs = SyntheticConfig(
+        seed=seed, start_date=START_DATE, num_days=scale.num_days, history_days=scale.history_days,
+        num_users=scale.num_users, max_events=scale.max_events, num_items=scale.num_items,
+        num_topics=scale.num_topics, interest_logit=scale.interest_logit, affinity_logit=scale.affinity_logit,
+        bad_row_rate=0.002,
+    )  # fmt: skip
+    wh, l_max = warehouse, scale.l_max
+    job(generate_logs, generate_logs.Args(warehouse=wh, config=logs))
+    bootstrap = previous_day(days[0])
+    job(build_user_history, build_user_history.Args(warehouse=wh, date=bootstrap, state_len=l_max), bootstrap)
+    for day in days:
+        job(build_request_samples, build_request_samples.Args(warehouse=wh, date=day, l_max=l_max), day)
+        job(validate, validate.Args(warehouse=wh, date=day, thresholds=GateThresholds(l_max=l_max)), day)
+        job(publish, publish.Args(warehouse=wh, date=day), day)
+        job(build_user_history, build_user_history.Args(warehouse=wh, date=day, state_len=l_max), day)
+    job(build_impression_samples, build_impression_samples.Args(warehouse=wh, date=days[-1]), days[-1])
 
 
 DEMO_MARKER = "_demo_warehouse"  # written into a warehouse the demo created, so a rerun may replace it
@@ -192,13 +240,13 @@ def fresh_warehouse(warehouse: str) -> None:
     if root.exists() and any(root.iterdir()):
         if not (root / DEMO_MARKER).exists():
             raise SystemExit(
-                f"demo: {root} is not empty and was not created by the demo; pass --warehouse with a new or empty "
-                "folder (the demo rewrites fixed dates and bootstraps the history state there)"
+                f"demo: {root} is not empty and was not created by the demo; pass --warehouse with a new "
+                "or empty folder (the demo rewrites fixed dates and bootstraps the history state there)"
             )
         log.info("demo: replacing the previous demo warehouse %s", root)
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
-    (root / DEMO_MARKER).write_text("created by jobs/demo.py; the next demo run replaces this folder\n")
+    (root / DEMO_MARKER).write_text("created by demo/app.py; the next demo run replaces this folder\n")
 
 
 def gate_result(validated: object, out: Path) -> dict[str, object]:
@@ -219,9 +267,13 @@ def request_stats(table: str) -> dict[str, Any]:
     edges = np.unique(np.geomspace(1, max(2, int(hist.max(initial=1)) + 1), 30).astype(np.int64))
     counts, _ = np.histogram(np.maximum(hist, 1), bins=edges)
     pct = {f"p{q}": int(np.percentile(hist, q)) for q in (10, 50, 90, 99)} if len(hist) else {}
-    return {"counts": {"requests": len(hist), "targets": int(np.asarray(cols.column("num_targets")).sum())},
-            "edges": edges.tolist(), "counts_per_bin": counts.tolist(), "percentiles": {**pct, "max": int(hist.max(initial=0))},
-            "version": snap.version}
+    return {
+        "counts": {"requests": len(hist), "targets": int(np.asarray(cols.column("num_targets")).sum())},
+        "edges": edges.tolist(),
+        "counts_per_bin": counts.tolist(),
+        "percentiles": {**pct, "max": int(hist.max(initial=0))},
+        "version": snap.version,
+    }
 
 
 def quarantine_counts(warehouse: str) -> dict[str, dict[str, int]]:
@@ -239,17 +291,23 @@ def quarantine_counts(warehouse: str) -> dict[str, dict[str, int]]:
 def loader_throughput(table: str, scale: Scale) -> dict[str, dict[str, float]]:
     """One pass of the loader over the published table, evaluation and training modes."""
     out = {}
+    sampling = LengthSampling(
+        l_min=min(64, scale.l_max // 4), l_max=scale.l_max, mean=min(scale.length_mean, scale.l_max / 2)
+    )
     for mode, cfg in (
         ("evaluation (full history)", LoaderConfig(batch_size=64, shuffle=False)),
-        ("training (sampled lengths)", LoaderConfig(batch_size=64, seed=1, length_sampling=LengthSampling(
-            l_min=min(64, scale.l_max // 4), l_max=scale.l_max, mean=min(scale.length_mean, scale.l_max / 2)))),
+        ("training (sampled lengths)", LoaderConfig(batch_size=64, seed=1, length_sampling=sampling)),
     ):
         t0 = time.perf_counter()
         requests = tokens = 0
         for batch in RequestLoader(table, cfg):
             requests, tokens = requests + batch.size, tokens + batch.num_history_tokens
         seconds = time.perf_counter() - t0
-        out[mode] = {"requests_per_s": round(requests / seconds, 1), "tokens_per_s": round(tokens / seconds), "requests": requests}
+        out[mode] = {
+            "requests_per_s": round(requests / seconds, 1),
+            "tokens_per_s": round(tokens / seconds),
+            "requests": requests,
+        }
     return out
 
 
@@ -269,9 +327,9 @@ def storage_comparison(warehouse: str, day: str) -> dict[str, object]:
 
 
 REPORT_KEYS = (
-    "rows", "actions_read", "quarantined", "requests", "targets", "max_hist_len", "impressions", "saving", "mean_targets", "success",
-    "suites", "seconds",
-)
+    "rows", "actions_read", "quarantined", "requests", "targets", "max_hist_len", "impressions", "saving",
+    "mean_targets", "success", "suites", "seconds",
+)  # fmt: skip
 
 
 def print_report(stages: dict[str, object], path: Path, seconds: float) -> None:

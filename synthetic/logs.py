@@ -1,4 +1,4 @@
-"""Synthetic `impressions` and `user_actions` with a planted long-range signal (DESIGN.md §1, §3).
+"""Synthetic `impressions` and `user_actions` with a planted long-range signal (docs/design.md §1, §3).
 
 Why synthetic: the project needs input logs whose value keeps growing with history length, that
 hit every validity rule, at any size, without real data. Why hashes: every random number is
@@ -25,9 +25,9 @@ The world:
   the request days, 30% from interest topics by default, enter the history too, so the recent
   signal grows back over the request days; keep num_days short next to history_days.)
 * request days: k requests per user-day, m distinct targets each, labels from a logistic model
-  with a strong interest effect (and the affinity effect when it is on). Watched targets become actions strictly after their
-  `request_ts`, on the same UTC day.
-* bad rows (`bad_row_rate` > 0): every validity violation of DESIGN.md §3, picked by hash.
+  with a strong interest effect (and the affinity effect when it is on). Watched targets become
+  actions strictly after their `request_ts`, on the same UTC day.
+* bad rows (`bad_row_rate` > 0): every validity violation of docs/design.md §3, picked by hash.
 
 Composition (quinn style, the job owns caching and writing):
 
@@ -45,7 +45,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -53,17 +53,17 @@ from pyspark.sql import functions as F
 from pipelines.checks import require_columns
 from pipelines.validity import utc_date
 from schemas import IMPRESSIONS, USER_ACTIONS, TableContract
+from schemas.constants import DAY_MS, MINUTE_MS, SECOND_MS, day_start_ms
 from schemas.fields import ACTION_BITS, TASKS
 
 Transform = Callable[[DataFrame], DataFrame]
 
-DAY_MS = 86_400_000
 # Requests stop this long before midnight, so every action they cause stays on the same UTC day.
-REQUEST_CUTOFF_MS = 15 * 60 * 1000
+REQUEST_CUTOFF_MS = 15 * MINUTE_MS
 # Time a user spends scrolling past one feed slot before the next item plays.
-POSITION_GAP_MS = 5_000
-MIN_DURATION_MS = 5_000
-MAX_DURATION_MS = 120_000
+POSITION_GAP_MS = 5 * SECOND_MS
+MIN_DURATION_MS = 5 * SECOND_MS
+MAX_DURATION_MS = 2 * MINUTE_MS
 # Durations are skewed short: duration = MIN + (MAX - MIN) * u ** DURATION_SKEW.
 DURATION_SKEW = 2.0
 # A double holds 53 bits of mantissa: the top 53 bits of a 64-bit hash map exactly to [0, 1).
@@ -198,11 +198,6 @@ class SyntheticConfig:
         return self.day(-self.history_days), self.day(self.num_days - 1)
 
 
-def day_start_ms(day: str) -> int:
-    """Milliseconds since the epoch of 00:00 UTC on `day` (YYYY-MM-DD)."""
-    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * 1000)
-
-
 # ---- random draws -------------------------------------------------------------------------
 
 
@@ -312,8 +307,9 @@ def _with_feedback(
     and the 0/1 label columns of TASKS.
 
     `tastes` switches on the user's tastes (interest topics and creator affinity) for the row;
-    `allow_unwatched` lets skips have watch_ms = 0 (impressions only: an action is always a play). Built in stages that name their results, so
-    each expression stays small (cheap to build from Python and to compile)."""
+    `allow_unwatched` lets skips have watch_ms = 0 (impressions only: an action is always a play).
+    Built in stages that name their results, so each expression stays small (cheap to build from
+    Python and to compile)."""
 
     def u(salt: str) -> Column:
         return uniform(cfg.seed, salt, *keys)

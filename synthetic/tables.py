@@ -2,8 +2,8 @@
 benchmarks and smoke-testing training code on a laptop.
 
 Rows follow the contract exactly (schemas/request_samples.py) with heavy-tailed history lengths
-up to `l_max`. For realistic end-to-end data use the Spark pipeline (jobs/generate_logs.py and
-jobs/build_request_samples.py); this module only shapes tensors."""
+up to `l_max`. For realistic end-to-end data use the Spark pipeline (synthetic/logs.py via
+jobs/generate_logs.py, then jobs/build_request_samples.py); this module only shapes tensors."""
 
 from __future__ import annotations
 
@@ -15,17 +15,16 @@ import numpy as np
 import pyarrow as pa
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 
+from schemas.constants import DAY_MS, DEFAULT_L_MAX, MINUTE_MS, SECOND_MS
 from schemas.fields import HISTORY_COLUMNS, LABEL_COLUMN_NAMES
 from schemas.request_samples import REQUEST_SAMPLES, TARGET_COLUMNS
-
-DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
 class SyntheticSamples:
     num_requests: int = 1_000  # rows per date
     dates: tuple[str, ...] = ("2026-01-01",)
-    l_max: int = 10_000  # longest history
+    l_max: int = DEFAULT_L_MAX  # longest history
     mean_hist: float = 2_000.0  # mean history length (lognormal, clipped to [1, l_max])
     max_targets: int = 16  # targets per request: 1 .. max_targets
     num_users: int = 200
@@ -61,7 +60,7 @@ def synthetic_table(cfg: SyntheticSamples, date: str, date_index: int) -> pa.Tab
         "num_targets": pa.array(num_targets.astype(np.int32), pa.int32()),
     }
     # Times: each history ends before its request; ascending within a row.
-    gaps = rng.exponential(60_000.0, total_h).astype(np.int64) + 1
+    gaps = rng.exponential(float(MINUTE_MS), total_h).astype(np.int64) + 1
     starts = np.repeat(np.cumsum(hist_len) - hist_len, hist_len)
     rev = np.cumsum(gaps[::-1])[::-1]  # per-event distance to the end, reset per row below
     row_end = np.repeat(np.cumsum(hist_len) - 1, hist_len)
@@ -73,8 +72,8 @@ def synthetic_table(cfg: SyntheticSamples, date: str, date_index: int) -> pa.Tab
         "hist_author_id": rng.zipf(1.5, total_h) % 50_000,
         "hist_action": rng.integers(0, 128, total_h),
         "hist_ts": hist_ts,
-        "hist_watch_ms": rng.integers(0, 60_000, total_h),
-        "hist_duration_ms": rng.integers(1_000, 60_000, total_h),
+        "hist_watch_ms": rng.integers(0, MINUTE_MS, total_h),
+        "hist_duration_ms": rng.integers(SECOND_MS, MINUTE_MS, total_h),
     }
     for col in HISTORY_COLUMNS:
         columns[col.name] = _lists(hist_len, hist_values[col.name], schema.field(col.name).type)
@@ -82,16 +81,19 @@ def synthetic_table(cfg: SyntheticSamples, date: str, date_index: int) -> pa.Tab
         "tgt_item_id": rng.zipf(1.3, total_t) % 1_000_000,
         "tgt_author_id": rng.zipf(1.5, total_t) % 50_000,
         "tgt_position": np.concatenate([np.arange(m) for m in num_targets]),
-        "tgt_duration_ms": rng.integers(1_000, 60_000, total_t),
+        "tgt_duration_ms": rng.integers(SECOND_MS, MINUTE_MS, total_t),
     }
     for col in TARGET_COLUMNS:
         columns[col.name] = _lists(num_targets, tgt_values[col.name], schema.field(col.name).type)
     for name in LABEL_COLUMN_NAMES:
-        columns[name] = _lists(num_targets, (rng.random(total_t) < 0.3).astype(np.int32), schema.field(name).type)
+        labels = (rng.random(total_t) < 0.3).astype(np.int32)
+        columns[name] = _lists(num_targets, labels, schema.field(name).type)
     return pa.table([columns[f.name] for f in schema], schema=schema)
 
 
-def write_synthetic_samples(path: str | Path, cfg: SyntheticSamples, mode: Literal["overwrite", "append"] = "overwrite") -> int:
+def write_synthetic_samples(
+    path: str | Path, cfg: SyntheticSamples, mode: Literal["overwrite", "append"] = "overwrite"
+) -> int:
     """Writes one partition per date (one Delta commit); returns the table version."""
     props = WriterProperties(compression="ZSTD", max_row_group_size=cfg.rows_per_group)
     tables = [synthetic_table(cfg, d, i) for i, d in enumerate(cfg.dates)]

@@ -1,4 +1,5 @@
-"""Synthetic `RequestBatch`es built directly as tensors, for tests and benchmarks (no loader, no Spark).
+"""Synthetic `RequestBatch`es built directly as tensors, for tests and benchmarks (no loader, no
+Spark).
 
 Values follow the contract (loader/batch.py): left-aligned histories, oldest first, event times
 strictly before the request, padding 0 after hist_len / num_targets."""
@@ -12,11 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from loader.batch import RequestBatch
+from loader import RequestBatch
+from schemas.constants import DAY_MS, SECOND_MS, day_start_ms
 from schemas.fields import ACTION_BITS, TASKS
 from trainer.config import STCAConfig
 
-REQUEST_TS = 1_767_225_600_000  # 2026-01-01 UTC, ms
+REQUEST_TS = day_start_ms("2026-01-01")
 
 
 def random_batch(
@@ -54,10 +56,10 @@ def random_batch(
             mask if x.dim() == mask.dim() else mask[..., None], x, torch.zeros((), dtype=x.dtype)
         )
 
-    request_ts = REQUEST_TS + torch.randint(0, 86_400_000, (b,), generator=g)
+    request_ts = REQUEST_TS + torch.randint(0, DAY_MS, (b,), generator=g)
     # Gaps between consecutive events (1 s .. 3 days); an event's age is the sum of the real gaps
     # from it to the newest event, so times increase along the row and stay before the request.
-    gaps = torch.where(hist_mask, torch.randint(1_000, 3 * 86_400_000, (b, length), generator=g), 0)
+    gaps = torch.where(hist_mask, torch.randint(SECOND_MS, 3 * DAY_MS, (b, length), generator=g), 0)
     age = gaps.flip(1).cumsum(1).flip(1)  # (B, L)
     hist_ts = request_ts[:, None] - age  # (B, L)
     duration = torch.randint(3_000, 120_000, (b, length), generator=g, dtype=torch.int32)
@@ -112,10 +114,13 @@ def planted_batch(
     g = np.random.default_rng(seed)
     rows = np.arange(n)[:, None]
     interests = np.stack([g.integers(0, num_topics, n), g.integers(0, num_topics, n)], 1)  # (n, 2)
-    interests[:, 1] = np.where(interests[:, 1] == interests[:, 0], (interests[:, 0] + 1) % num_topics, interests[:, 1])
+    same = interests[:, 1] == interests[:, 0]
+    interests[:, 1] = np.where(same, (interests[:, 0] + 1) % num_topics, interests[:, 1])
     old = np.arange(length)[None, :] < length - clean_recent  # (1, length)
     lean = old & (g.random((n, length)) < old_interest_prob)
-    topic = np.where(lean, interests[rows, g.integers(0, 2, (n, length))], g.integers(0, num_topics, (n, length)))
+    topic = np.where(
+        lean, interests[rows, g.integers(0, 2, (n, length))], g.integers(0, num_topics, (n, length))
+    )
     t_lean = g.random((n, m)) < target_interest_prob
     t_topic = np.where(t_lean, interests[rows, g.integers(0, 2, (n, m))], g.integers(0, num_topics, (n, m)))
     is_interest = (t_topic[:, :, None] == interests[:, None, :]).any(-1)  # (n, m)
