@@ -41,18 +41,19 @@ from pyspark.sql import functions as F
 
 from pipelines.checks import require_columns
 from pipelines.public_logs import (
-    HASHED_GENRE_BUCKETS,
-    HASHED_GENRE_OFFSET,
     ITEM_FILE_UNPARSABLE,
     LINE,
     TS,
     UNKNOWN_AUTHOR,
     WRONG_FIELD_COUNT,
     LogFormat,
+    named_author,
     unparsable,
+    with_authors,
 )
 from pipelines.validity import REJECT_REASON, first_failing, utc_date
 from schemas import IMPRESSIONS, USER_ACTIONS
+from schemas.constants import SECOND_MS
 from schemas.fields import ACTION_BITS, TASKS
 
 MIND = LogFormat(
@@ -62,7 +63,7 @@ MIND = LogFormat(
 )  # fmt: skip
 BEHAVIORS_FIELDS = 5
 TIME_PATTERN = "M/d/yyyy h:mm:ss a"
-PRE_WINDOW_SPACING_MS = 1_000
+PRE_WINDOW_SPACING_MS = SECOND_MS
 NO_IMPRESSIONS = "no_impressions"
 UNPARSABLE_IMPRESSIONS = "unparsable_impressions"
 UNPARSABLE_HISTORY = "unparsable_history"
@@ -75,6 +76,8 @@ MIND_CATEGORIES: tuple[str, ...] = (
     "foodanddrink", "tv", "finance", "movies", "video", "music", "kids", "middleeast",
     "northamerica", "games",
 )  # fmt: skip
+
+MIND_CATEGORY_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(MIND_CATEGORIES)}
 
 # Intermediate columns of parsed behaviors lines.
 IMPRESSION_ID = "impression_id"
@@ -136,11 +139,7 @@ def parse_behaviors(lines: DataFrame) -> DataFrame:
 
 def category_author(category: Column) -> Column:
     """author_id of a MIND category: its 1-based index in MIND_CATEGORIES, else 1000 + a hash."""
-    mapping = F.create_map(
-        *[x for i, name in enumerate(MIND_CATEGORIES) for x in (F.lit(name), F.lit(i + 1))]
-    )
-    hashed = F.lit(HASHED_GENRE_OFFSET) + F.pmod(F.xxhash64(category), F.lit(HASHED_GENRE_BUCKETS))
-    return F.coalesce(mapping[category].cast("long"), hashed.cast("long"))
+    return named_author(category, MIND_CATEGORY_IDS)
 
 
 def items_from_news(lines: DataFrame) -> DataFrame:
@@ -163,17 +162,6 @@ def items_from_news(lines: DataFrame) -> DataFrame:
     )
 
 
-def _with_authors(df: DataFrame, items: DataFrame | None) -> DataFrame:
-    if items is None:
-        return df.withColumn("author_id", F.lit(UNKNOWN_AUTHOR).cast("long"))
-    require_columns(items, ["item_id", "author_id"], "mind (items)")
-    authors = F.broadcast(items.select("item_id", F.col("author_id").alias("_author")))
-    joined = df.join(authors, "item_id", "left")
-    return joined.withColumn(
-        "author_id", F.coalesce("_author", F.lit(UNKNOWN_AUTHOR)).cast("long")
-    ).drop("_author")
-
-
 def mind_targets(items: DataFrame | None = None) -> Callable[[DataFrame], DataFrame]:
     """Valid parsed lines -> one row per shown item: request_id, user_id, request_ts, item_id,
     author_id, position (listed order), the TASKS labels (finish = clicked). Grain: (line, slot)."""
@@ -188,7 +176,7 @@ def mind_targets(items: DataFrame | None = None) -> Callable[[DataFrame], DataFr
         )
         labels = {t: (F.col("_shown.clicked") if t == "finish" else F.lit(0)).cast("int") for t in TASKS}
         out = slots.withColumns({"item_id": F.col("_shown.item_id"), **labels}).drop("_shown")
-        return _with_authors(out, items).withColumn("position", F.col("position").cast("int"))
+        return out.transform(with_authors(items)).withColumn("position", F.col("position").cast("int"))
 
     return _targets
 
@@ -239,7 +227,7 @@ def pre_window_clicks(items: DataFrame | None = None) -> Callable[[DataFrame], D
             (F.col("_first_ts") - (F.col("_n") - F.col("_i")).cast("long") * spacing).alias("event_ts"),
             F.lit(CLICK_ACTION).alias("action"),
         )
-        return _with_authors(events, items)
+        return events.transform(with_authors(items))
 
     return _history
 

@@ -22,7 +22,7 @@ invent the request. It does so the same way for every format:
   target at the item's (first) time in the request; `date` is the UTC day of request_ts /
   event_ts. duration_ms and watch_ms are 0 (unknown: neither log records them).
 
-Labels (impressions) and action bits (user_actions, DESIGN.md §3) from the feedback:
+Labels (impressions) and action bits (user_actions, docs/design.md §3) from the feedback:
 
 | format | finish (bit 2) | like (bit 4) | skip (bit 64) | follow (bit 32) | comment, share |
 |---|---|---|---|---|---|
@@ -42,7 +42,7 @@ already is the item).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
@@ -404,11 +404,17 @@ def items_from_u_item(lines: DataFrame) -> DataFrame:
     )
 
 
+def named_author(name: Column, ids: Mapping[str, int]) -> Column:
+    """author_id of a category-like name: its fixed id in `ids`, else 1000 + a stable hash (so a
+    name outside the list never collides with a fixed id)."""
+    mapping = F.create_map(*[x for key, i in ids.items() for x in (F.lit(key), F.lit(i))])
+    hashed = F.lit(HASHED_GENRE_OFFSET) + F.pmod(F.xxhash64(name), F.lit(HASHED_GENRE_BUCKETS))
+    return F.coalesce(mapping[name].cast("long"), hashed.cast("long"))
+
+
 def genre_author(genre: Column) -> Column:
     """author_id of a ml-latest genre name: the ml-100k genre index, else 1000 + a stable hash."""
-    mapping = F.create_map(*[x for name, i in ML_LATEST_GENRE_IDS.items() for x in (F.lit(name), F.lit(i))])
-    hashed = F.lit(HASHED_GENRE_OFFSET) + F.pmod(F.xxhash64(genre), F.lit(HASHED_GENRE_BUCKETS))
-    return F.coalesce(mapping[genre].cast("long"), hashed.cast("long"))
+    return named_author(genre, ML_LATEST_GENRE_IDS)
 
 
 def items_from_movies_csv(movies: DataFrame) -> DataFrame:
