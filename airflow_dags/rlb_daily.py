@@ -5,7 +5,7 @@ edges only: every step is a project job
 (jobs/*.py) run by the project's own spark-submit; the sensors run a project module with the
 project's interpreter (the Airflow environment has neither pyspark nor deltalake).
 
-Deploy: see README, "Airflow". Settings come from the environment of the scheduler/workers
+Deploy: see docs/airflow.md. Settings come from the environment of the scheduler/workers
 (read once at parse time, no Variables, no heavy imports) and from the DAG params (per run):
 
 * RLB_PROJECT_ROOT    checkout or install of the project (default: this file's parent folder)

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> Path:
         "timings_by_l_max": timings,
         "linearity_elements_per_second_min_over_max": round(min(eps) / max(eps), 3),
     }
-    # build.json is the --quick reference the README cites; other sizes get their own file.
+    # build.json is the --quick reference docs/benchmarks.md shows; other sizes get their own file.
     default_out = None if size_name == "quick" else RESULTS / f"build-{size_name}.json"
     path = write_result("build", result, args.out or default_out)
     log.info("wrote %s", path)

@@ -1,1 +1,1 @@
-"""Spark transformations: pure DataFrame -> DataFrame functions, no I/O (DESIGN.md §5)."""
+"""Spark transformations: pure DataFrame -> DataFrame functions, no I/O (docs/design.md §5)."""

@@ -1,4 +1,4 @@
-"""Point-in-time join of cached VISTA summaries onto requests (DESIGN.md §2, §3).
+"""Point-in-time join of cached VISTA summaries onto requests (docs/design.md §2, §3).
 
 request_samples rows + user_summaries rows -> request_samples_compact rows (grain: request):
 

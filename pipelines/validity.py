@@ -1,4 +1,4 @@
-"""Validity rules of DESIGN.md §3: tag each input row with the first rule it breaks.
+"""Validity rules of docs/design.md §3: tag each input row with the first rule it breaks.
 
 Rows are never dropped here: `with_*_reject_reason` adds a `reject_reason` column (null when the
 row is valid), the job splits on it, and `to_quarantine` renders the rejected rows for the

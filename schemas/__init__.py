@@ -1,4 +1,4 @@
-"""Table contracts: the single source of truth for every table's schema (DESIGN.md §3)."""
+"""Table contracts: the single source of truth for every table's schema (docs/design.md §3)."""
 
 from __future__ import annotations
 

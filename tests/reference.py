@@ -1,4 +1,4 @@
-"""A straightforward pure-Python statement of DESIGN.md §3, to check the Spark pipelines against.
+"""A straightforward pure-Python statement of docs/design.md §3, to check the Spark pipelines against.
 
 Slow and obvious on purpose: no state, no slicing tricks. A request's history is every valid
 action of its user, on any day up to the request's, with event_ts < request_ts."""

@@ -45,7 +45,7 @@ ML100K = Path(__file__).resolve().parent / "data" / "ml-100k-week"
 TMALL_SAMPLE = Path(__file__).resolve().parent / "data" / "tmall_2014_sample.csv"
 # The integration test imports ml-100k's busiest week (10,365 of the 100,000 ratings, 7 of 213
 # days): an import writes one file per date and table, so the full file's 213 days cost more
-# than this test's share of the suite. README's numbers come from the full file.
+# than this test's share of the suite. docs/benchmarks.md's numbers come from the full file.
 ML100K_WEEK = ("1997-11-12", "1997-11-19")  # [first, last) UTC days
 ML100K_WEEK_RATINGS = 10_365
 
