@@ -156,3 +156,60 @@ def tiny_config(**overrides: Any) -> STCAConfig:
         "head_hidden": 16,
     }
     return STCAConfig(**{**values, **overrides})
+
+
+def membership_batch(
+    n: int,
+    length: int,
+    m: int,
+    *,
+    seed: int = 0,
+    num_items: int = 20_000,
+    zipf_exponent: float = 1.0,
+    num_authors: int = 2_000,
+    positive_rate: float = 0.5,
+    min_length: int | None = None,
+) -> RequestBatch:
+    """The sanity task "label = 1 iff the target item occurs in the history", as tensors.
+
+    Items are drawn from a power law over 1 .. num_items (P(rank k) ~ k**-zipf_exponent), the
+    author is a function of the item (item % num_authors + 1). Each request has `m` distinct target
+    items drawn from the same law; each target is positive with probability `positive_rate`,
+    independently of its item. History events (length drawn uniformly in [min_length, length],
+    default length) that hit a negative target are redrawn; each positive target is then written
+    over one event at a random position (the positives get distinct positions). So the label
+    depends on the history only: a model that reads the target alone (its item, its popularity)
+    scores AUC 0.5. Every task carries the same label. Other fields are random_batch's noise."""
+    if not 1 <= m <= (min_length if min_length is not None else length):
+        raise ValueError(
+            f"need 1 <= m <= the shortest history, got m={m}, length={length}, min_length={min_length}"
+        )
+    g = np.random.default_rng(seed)
+    p = np.arange(1, num_items + 1, dtype=np.float64) ** -zipf_exponent
+    p /= p.sum()
+    lo = min_length if min_length is not None else length
+    hist_lens = g.integers(lo, length + 1, n)  # (n,)
+    item = g.choice(num_items, size=(n, length), p=p) + 1  # (n, L)
+    t_item = np.stack([g.choice(num_items, size=m, replace=False, p=p) + 1 for _ in range(n)])  # (n, m)
+    label = g.random((n, m)) < positive_rate  # (n, m)
+    # Redraw every event that equals one of the request's targets, until none does.
+    hit = (item[:, :, None] == t_item[:, None, :]).any(-1)  # (n, L)
+    while hit.any():
+        item[hit] = g.choice(num_items, size=int(hit.sum()), p=p) + 1
+        hit = (item[:, :, None] == t_item[:, None, :]).any(-1)
+    # Each positive target replaces one event at a distinct random position of the real history.
+    for r in range(n):
+        pos = g.permutation(int(hist_lens[r]))[:m]  # (m,) distinct positions
+        item[r, pos[label[r]]] = t_item[r, label[r]]
+    real = np.arange(length)[None, :] < hist_lens[:, None]  # (n, L)
+    item = np.where(real, item, 0)
+    base = random_batch(hist_lens.tolist(), [m] * n, max_hist=length, seed=seed)
+    labels = torch.from_numpy(label.astype(np.float32))[..., None].expand_as(base.labels).contiguous()
+    return replace(
+        base,
+        hist_item_id=torch.from_numpy(item.astype(np.int64)),
+        hist_author_id=torch.from_numpy(np.where(real, item % num_authors + 1, 0).astype(np.int64)),
+        tgt_item_id=torch.from_numpy(t_item.astype(np.int64)),
+        tgt_author_id=torch.from_numpy((t_item % num_authors + 1).astype(np.int64)),
+        labels=labels,
+    )

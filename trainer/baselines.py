@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,7 +41,14 @@ class DIN(Ranker):
     """Single-layer DIN-style target attention. The activation unit's first layer over
     [x_h, x_t, x_h - x_t, x_h * x_t] is split as x_h A + x_t C + (x_h * x_t) P (the difference term
     folds into A and C), so only the product term is built per (target, event). Weights are
-    softmax-normalised (the original sums raw weights; softmax keeps the scale independent of L)."""
+    softmax-normalised (the original sums raw weights; softmax keeps the scale independent of L).
+
+    The unit reads LayerNorm-ed tokens and its score gets a dot-product term
+    s * <LN(x_t), LN(x_h)> / sqrt(d) (s learnable, from 1): a history token of the target's own
+    item then starts sqrt(d) above N(0, 1) for the others. Without them the product term, the one
+    that can see a match, was small against the x_h and x_t terms, and on
+    synthetic.batches.membership_batch DIN sat at AUC 0.5 for 500-600+ steps (seed-dependent)
+    before finding it; with them it passes 0.99 in 100."""
 
     def __init__(self, config: STCAConfig, *, unit_hidden: int = 64) -> None:
         super().__init__(config)
@@ -48,16 +57,20 @@ class DIN(Ranker):
         self.target_proj = nn.Linear(d, a)  # C (absorbs the -x_t part) and the bias
         self.product_proj = nn.Linear(d, a, bias=False)  # P
         self.score = nn.Linear(a, 1)
+        self.unit_norm = nn.LayerNorm(d)  # the activation unit's view of x_h and x_t
+        self.match_scale = nn.Parameter(torch.ones(()))  # s of the dot-product term
         self.fuse = SwiGLU(2 * d, config.hidden, d)
 
     def encode(self, x: torch.Tensor, hist_mask: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         key_mask, has_history = attention_key_mask(hist_mask)
         with record_function("din.activation_unit"):
-            product = self.product_proj(x_t[:, :, None, :] * x[:, None, :, :])  # (B, M, L, a)
+            xh, xt = self.unit_norm(x), self.unit_norm(x_t)  # (B, L, d), (B, M, d)
+            product = self.product_proj(xt[:, :, None, :] * xh[:, None, :, :])  # (B, M, L, a)
             hidden = (
-                product + self.history_proj(x)[:, None] + self.target_proj(x_t)[:, :, None]
+                product + self.history_proj(xh)[:, None] + self.target_proj(xt)[:, :, None]
             )  # (B, M, L, a)
             scores = self.score(F.silu(hidden)).squeeze(-1)  # (B, M, L)
+            scores = scores + self.match_scale * torch.bmm(xt, xh.transpose(1, 2)) / math.sqrt(xh.shape[-1])
         scores = scores.masked_fill(~key_mask[:, None, :], float("-inf"))
         alpha = scores.softmax(dim=-1).to(x.dtype)  # (B, M, L)
         pooled = torch.bmm(alpha, x).masked_fill(~has_history[:, None, None], 0.0)  # (B, M, d)
