@@ -12,7 +12,7 @@ PIP_FLAGS := --disable-pip-version-check --progress-bar off
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: demo test test-all setup setup-airflow lint typecheck pytest airflow-test clean
+.PHONY: demo test test-all setup setup-airflow s3a-jars py-files lint typecheck pytest airflow-test clean
 
 SCALE ?= default
 
@@ -32,7 +32,7 @@ test:
 
 test-all: setup setup-airflow lint pytest airflow-test typecheck
 
-setup: $(VENV)/.installed $(JARS_DIR)/.fetched
+setup: $(VENV)/.installed $(JARS_DIR)/.fetched $(JARS_DIR)/.s3a-fetched
 
 setup-airflow: $(AIRFLOW_VENV)/.installed
 
@@ -54,6 +54,24 @@ $(JARS_DIR)/.fetched: scripts/delta-jars-pom.xml scripts/fetch_delta_jars.sh
 	@echo "== Delta jars ($(JARS_DIR))"
 	scripts/fetch_delta_jars.sh $(JARS_DIR)
 	touch $@
+
+# Hadoop's S3A connector (hadoop-aws + the AWS SDK v2 modules it loads, ~8 MB) for s3a://
+# warehouses, and the s3proxy server that tests/test_object_store.py runs on loopback.
+s3a-jars: $(JARS_DIR)/.s3a-fetched
+
+$(JARS_DIR)/.s3a-fetched: scripts/s3a-jars-pom.xml scripts/fetch_s3a_jars.sh
+	@echo "== S3A and s3proxy jars ($(JARS_DIR))"
+	scripts/fetch_s3a_jars.sh $(JARS_DIR)
+	touch $@
+
+# The project's packages as one zip for spark-submit --py-files on a cluster (the DAG's
+# spark_py_files param): executors import pipelines/, schemas/ and jobs/ from it.
+PY_FILES := dist/rlb-pipeline.zip
+py-files: $(PY_FILES)
+
+PY_PACKAGES := schemas pipelines jobs loader trainer synthetic
+$(PY_FILES): scripts/build_py_files.py $(shell find $(PY_PACKAGES) -name '*.py' 2>/dev/null)
+	@$(PY) scripts/build_py_files.py $@ $(PY_PACKAGES)
 
 $(AIRFLOW_VENV)/.installed: requirements/airflow.txt
 	@echo "== Airflow environment ($(AIRFLOW_VENV))"

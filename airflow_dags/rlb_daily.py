@@ -1,9 +1,9 @@
-"""Daily request_samples: wait for day D's inputs, extend the history state, build D into staging,
-run the quality gate, publish; then (VISTA, when a summarizer checkpoint is configured) refresh
-the user summaries as of the end of D and build D's compact request table. Schedule, tasks and
-edges only: every step is a project job
-(jobs/*.py) run by the project's own spark-submit; the sensors run a project module with the
-project's interpreter (the Airflow environment has neither pyspark nor deltalake).
+"""Daily request_samples: wait for day D's inputs, extend the history state, build D into staging, run
+the quality gate, publish; weekly, compact and vacuum the tables; then (VISTA, when a summarizer
+checkpoint is configured) refresh the user summaries as of the end of D and build D's compact
+request table. Schedule, tasks and edges only: every step is a project job (jobs/*.py) run by the
+project's own spark-submit; the sensors run a project module with the project's interpreter (the
+Airflow environment has neither pyspark nor deltalake).
 
 Deploy: see docs/airflow.md. Settings come from the environment of the scheduler/workers
 (read once at parse time, no Variables, no heavy imports) and from the DAG params (per run):
@@ -123,6 +123,9 @@ with DAG(
         "vista_max_recent": Param(
             256, type="integer", minimum=0, description="raw events kept per compact row"
         ),
+        "maintain_tables": Param(
+            False, type="boolean", description="run table maintenance on this day, not only on Sundays"
+        ),
     },
     tags=["rlb", "spark", "delta"],
 ) as dag:
@@ -183,3 +186,16 @@ with DAG(
     )
 
     inputs_ready >> history >> samples >> gate >> publish >> vista_enabled() >> summarize >> compact
+
+    @task.short_circuit(task_id="maintenance_day")
+    def maintenance_day(**context: object) -> bool:
+        """Weekly (D is a Sunday) or when the run's params ask: compaction and vacuum rewrite or
+        scan whole tables, more work than a day's build, and nothing needs them daily."""
+        params: dict[str, object] = context["params"]  # type: ignore[assignment]
+        day = str(params["date"] or context["ds"])
+        return bool(params["maintain_tables"]) or datetime.fromisoformat(day).weekday() == 6
+
+    # OPTIMIZE (REORG ... PURGE on user_history) and VACUUM keeping every pinned training version
+    # (jobs/maintain_tables.py); after publish, so it never races the day's writes.
+    maintain = spark_step("maintain_tables", "maintain_tables.py", "--optimize", "--vacuum")
+    publish >> maintenance_day() >> maintain

@@ -27,6 +27,8 @@ def write_result(name: str, payload: dict[str, Any], out: Path | None = None) ->
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        json.dumps({"benchmark": name, "hardware": hardware(), **payload}, indent=2, sort_keys=True)
+        # allow_nan=False: results hold metrics, and a NaN (an absent AUC) must fail loudly here.
+        json.dumps({"benchmark": name, "hardware": hardware(), **payload}, indent=2, sort_keys=True,
+                   allow_nan=False)  # fmt: skip
     )
     return path

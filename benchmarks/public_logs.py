@@ -43,6 +43,7 @@ from pipelines.public_logs import MOVIELENS
 from schemas import IMPRESSIONS, REQUEST_SAMPLES, USER_ACTIONS
 from schemas.constants import DEFAULT_L_MAX, MINUTE_MS, day_start_ms
 from trainer.config import STCAConfig
+from trainer.metrics import compare_runs
 from trainer.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,22 +227,36 @@ def compare_models(table: str, split: TimeSplit, args: argparse.Namespace) -> di
                           eval_batch_size=args.batch_size, checkpoint_every=10**9, device="cpu",
                           model_config=STCAConfig.from_dict(MODEL))  # fmt: skip
         run = train(cfg)
+        # Each AUC / GAUC with its 95% user-bootstrap interval under <metric>_ci; a metric the task
+        # lacks (no positives) is absent, never NaN.
         out[model] = {
             task: {
-                metric: {n: round(m[task][metric], 4) for n, m in run["eval"].items()}
-                for metric in ("auc", "gauc")
+                key: {n: _rounded(m[task][key]) for n, m in run["eval"].items() if key in m[task]}
+                for metric in ("auc", "gauc") for key in (metric, f"{metric}_ci")
             }
             for task in TASKS
-        }
+        }  # fmt: skip
+        out[model]["warnings"] = run["warnings"]
         out[model]["train_seconds"] = run["train"]["seconds"]
         out[model]["loss_last_10"] = round(run["train"]["loss_last_10"], 4)
         print(model, json.dumps(out[model]), flush=True)
+    # A win is a win only when the paired bootstrap interval of the difference excludes 0.
+    runs = Path(args.workdir) / "runs"
+    models = [m for m in args.models.split(",") if m]
+    out["comparisons"] = {f"{models[0]} vs {m}": compare_runs(runs / models[0], runs / m,
+                                                                  STCAConfig.from_dict(MODEL).tasks)
+                          for m in models[1:]}  # fmt: skip
     return out
+
+
+def _rounded(value: Any) -> Any:
+    """A metric (float) or its interval ([lo, hi]) to 4 decimals."""
+    return [round(v, 4) for v in value] if isinstance(value, list) else round(value, 4)
 
 
 def _write(name: str, result: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     print(json.dumps(result))
 
 

@@ -44,7 +44,7 @@ from schemas import REQUEST_SAMPLES
 from schemas.fields import ACTION_BITS
 from synthetic.logs import SyntheticConfig
 from trainer.config import STCAConfig
-from trainer.metrics import auc
+from trainer.metrics import auc, bootstrap_intervals
 from trainer.train import TrainConfig, train
 
 # user_buckets=1: no user-id embedding. This benchmark asks what the history is worth; with one,
@@ -119,7 +119,7 @@ def train_config(
     )
 
 
-def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[str, dict[str, float]]:
+def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[str, dict[str, Any]]:
     """Finish AUC of two hand-made features over the last n events, one per planted signal:
     the share of events from the target's topic (what a mean can read), and the finish rate of
     the events by the target's author (creator affinity: what target attention can read)."""
@@ -127,9 +127,10 @@ def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[s
         pq.read_table(f) for f in resolve_snapshot(table, date_from=day, date_to=day).files
     ).to_pylist()
     finish_bit = ACTION_BITS["finish"]
-    out: dict[str, dict[str, float]] = {"topic_share": {}, "author_finish_rate": {}}
+    out: dict[str, dict[str, Any]] = {"topic_share": {}, "author_finish_rate": {},
+                                      "topic_share_ci": {}, "author_finish_rate_ci": {}}  # fmt: skip
     for n in lengths:
-        share, rate, labels = [], [], []
+        share, rate, labels, users = [], [], [], []
         for r in rows:
             items = np.asarray(r["hist_item_id"][-n:], dtype=np.int64)
             authors = np.asarray(r["hist_author_id"][-n:], dtype=np.int64)
@@ -141,8 +142,11 @@ def oracles(table: str, day: str, lengths: list[int], num_topics: int) -> dict[s
                 share.append(float((items % num_topics == item % num_topics).mean()) if len(items) else 0.0)
                 rate.append(float(finished[same].mean()) if same.any() else 0.5)
                 labels.append(label)
-        out["topic_share"][str(n)] = round(auc(np.array(share), np.array(labels)), 4)
-        out["author_finish_rate"][str(n)] = round(auc(np.array(rate), np.array(labels)), 4)
+                users.append(r["user_id"])
+        for name, score in (("topic_share", share), ("author_finish_rate", rate)):
+            out[name][str(n)] = round(auc(np.array(score), np.array(labels)), 4)
+            ci = bootstrap_intervals(np.array(score), np.array(labels), np.array(users))["auc_ci"]
+            out[f"{name}_ci"][str(n)] = [round(v, 4) for v in ci] if ci else None
     return out
 
 
@@ -219,8 +223,12 @@ def main(argv: list[str] | None = None) -> Path:
             seed=args.seed,
         )
         run = train(cfg)
-        results[model] = {"finish_auc": {n: round(m["finish"]["auc"], 4) for n, m in run["eval"].items()},
-                          "train_seconds": run["train"]["seconds"]}
+        finish = {n: m["finish"] for n, m in run["eval"].items()}
+        results[model] = {"finish_auc": {n: round(f["auc"], 4) for n, f in finish.items() if "auc" in f},
+                          "finish_auc_ci": {n: [round(v, 4) for v in f["auc_ci"]]
+                                            for n, f in finish.items() if f.get("auc_ci")},
+                          "warnings": run["warnings"],
+                          "train_seconds": run["train"]["seconds"]}  # fmt: skip
         print(model, results[model], flush=True)
     out = RESULTS / ("quality-quick.json" if args.quick else "quality.json")
     path = write_result("quality", {"args": vars(args), "results": results}, out)

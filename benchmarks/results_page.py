@@ -27,7 +27,7 @@ PAGE = ROOT / "docs" / "benchmarks.md"
 REGENERATE = "python -m benchmarks.results_page"
 
 # Top-level fields that describe where a run happened, shown beside the `hardware` block.
-RUN_CONTEXT_KEYS = ("device", "device_name", "threads", "torch", "torch_threads", "workers")
+RUN_CONTEXT_KEYS = ("device", "device_name", "threads", "torch", "torch_threads", "workers", "note")
 # Subtrees the generic (spec-less) section leaves out: inputs, not results.
 GENERIC_SKIP = ("args", "config", "hardware")
 GENERIC_MAX_ROWS = 40
@@ -70,6 +70,12 @@ def _r(label: str, *cells: str, fmt: str | tuple[str, ...] = "{:,}") -> Row:
 
 def _lengths(prefix: str, keys: Sequence[str], suffix: str = "") -> tuple[str, ...]:
     return tuple(f"{prefix}.{k}{suffix}" for k in keys)
+
+
+def _with_ci(prefix: str, metric: str, keys: Sequence[str]) -> tuple[str, ...]:
+    """Cells 'prefix.metric.k ± prefix.metric_ci.k': each value with its 95% user-bootstrap
+    interval (trainer/metrics.py), "n/a" where a result file predates intervals."""
+    return tuple(f"{prefix}.{metric}.{k} ± {prefix}.{metric}_ci.{k}" for k in keys)
 
 
 _BUILD_ABOUT = """\
@@ -237,14 +243,15 @@ def _build_rows() -> tuple[Row, ...]:
     )
 
 
-def _loader_rows() -> tuple[Row, ...]:
+def _loader_rows(plain: bool = True) -> tuple[Row, ...]:
+    """The loader table's rows; plain=False for a run with --skip-plain (no cases d and e)."""
     cases = (
         ("a_pyarrow_read_table", "(a) pyarrow read_table"),
         ("b_loader_eval_full", "(b) RequestLoader, evaluation, full history"),
         ("c_loader_train_mean_2k", "(c) RequestLoader, training, Beta lengths mean 2k"),
         ("d_petastorm_pad_10k", "(d) petastorm, padded to 10k"),
         ("e_petastorm_transformspec_rowgroup_max", "(e) petastorm, TransformSpec padding"),
-    )
+    )[: None if plain else 3]
     rows = [
         _r("requests / row groups / batch size", "requests", "row_groups", "batch_size"),
     ]
@@ -265,7 +272,7 @@ def _loader_rows() -> tuple[Row, ...]:
             fmt="{:.2f}",
         ),
         _r(
-            "(b) / (a), best / median epoch (target >= 0.7)",
+            "(b) / (a), best / median epoch (target >= 0.8)",
             "ratios.b_loader_eval_full_vs_pyarrow",
             "ratios.b_loader_eval_full_vs_pyarrow_median",
             fmt="{:.2f}x",
@@ -276,7 +283,7 @@ def _loader_rows() -> tuple[Row, ...]:
             "ratios.c_loader_train_mean_2k_vs_pyarrow_median",
             fmt="{:.2f}x",
         ),
-        _r("(b) / (d)", "ratios.b_vs_d", fmt="{:.1f}x"),
+        *([_r("(b) / (d)", "ratios.b_vs_d", fmt="{:.1f}x")] if plain else []),
         _r("loader start-up (Delta log, footers), seconds", "loader_startup_s", fmt="{:.4f}"),
     ]
     return tuple(rows)
@@ -379,14 +386,13 @@ def _vista_rows() -> tuple[Row, ...]:
     rows += [
         _r("AUC history length / steps", "auc.hist_len", "auc.steps"),
         _r(
-            "AUC: STCA full / STCA recent 64 / VISTA / VISTA int8 cache",
-            "auc.auc.stca_full",
-            "auc.auc.stca_recent",
-            "auc.auc.vista",
-            "auc.auc.vista_cached_int8",
+            "AUC [95% CI]: STCA full / STCA recent 64 / VISTA / VISTA int8 cache",
+            *(f"auc.auc.{m} ± auc.auc_ci.{m}"
+              for m in ("stca_full", "stca_recent", "vista", "vista_cached_int8")),
             fmt="{:.3f}",
         ),
-        _r("AUC: topic-share oracle", "auc.auc.oracle_topic_share", fmt="{:.3f}"),
+        _r("AUC [95% CI]: topic-share oracle", "auc.auc.oracle_topic_share ± auc.auc_ci.oracle_topic_share",
+           fmt="{:.3f}"),
         _r(
             "AUC gap: VISTA vs STCA recent / vs STCA full",
             "auc.gap_vista_vs_stca_recent",
@@ -403,10 +409,11 @@ def _quality_rows() -> tuple[Row, ...]:
     res = "results"
     return (
         _r("users / items / request days / steps", "args.users", "args.items", "args.days", "args.steps"),
-        _r("STCA finish AUC at 32 / 512 / 4,000", *_lengths(f"{res}.stca.finish_auc", lengths), fmt="{:.3f}"),
+        _r("STCA finish AUC [95% CI] at 32 / 512 / 4,000", *_with_ci(f"{res}.stca", "finish_auc", lengths),
+           fmt="{:.3f}"),
         _r(
-            "mean pooling finish AUC at 32 / 512 / 4,000",
-            *_lengths(f"{res}.mean_pool.finish_auc", lengths),
+            "mean pooling finish AUC [95% CI] at 32 / 512 / 4,000",
+            *_with_ci(f"{res}.mean_pool", "finish_auc", lengths),
             fmt="{:.3f}",
         ),
         _r(
@@ -483,15 +490,15 @@ def _public_logs_quality_rows() -> tuple[Row, ...]:
         for task in ("finish", "like", "skip"):
             rows.append(
                 _r(
-                    f"{name}, {task}: AUC at 16 / 64 / 256 / all",
-                    *_lengths(f"results.{model}.{task}.auc", _PL_LENGTHS),
+                    f"{name}, {task}: AUC [95% CI] at 16 / 64 / 256 / all",
+                    *_with_ci(f"results.{model}.{task}", "auc", _PL_LENGTHS),
                     fmt="{:.4f}",
                 )
             )
         rows.append(
             _r(
-                f"{name}, finish: GAUC at 16 / 64 / 256 / all",
-                *_lengths(f"results.{model}.finish.gauc", _PL_LENGTHS),
+                f"{name}, finish: GAUC [95% CI] at 16 / 64 / 256 / all",
+                *_with_ci(f"results.{model}.finish", "gauc", _PL_LENGTHS),
                 fmt="{:.4f}",
             )
         )
@@ -513,6 +520,27 @@ SPECS: dict[str, Spec] = {
     "loader.json": Spec(
         "Loader throughput, full size", _LOADER_ABOUT, "python -m benchmarks.loader", _loader_rows()
     ),
+    "loader-demo.json": Spec(
+        "Loader throughput on the demo's own table",
+        "The same cases on `request_samples` as the demo's pipeline writes it at default scale "
+        "(`demo.app.build_tables`: generated logs -> build -> gate -> publish, 3 days), with the "
+        "loader-sized files of `jobs/delta_io.py` (500 rows, one row group each).",
+        "python -m benchmarks.loader --table <demo warehouse>/request_samples --skip-plain "
+        "--out benchmarks/results/loader-demo.json",
+        _loader_rows(plain=False),
+    ),
+    **{
+        f"loader-rpg{n}.json": Spec(
+            f"Loader throughput, {n:,}-row row groups",
+            f"The full-size synthetic table (15,000 requests) cut into row groups of {n:,} rows, "
+            "3 timed epochs, no petastorm baselines. The three files loader-rpg250/500/1000.json are "
+            "the sweep that chose 500 rows per file for the loader-facing writers.",
+            f"python -m benchmarks.loader --rows-per-group {n} --skip-plain --repeats 3 "
+            f"--out benchmarks/results/loader-rpg{n}.json",
+            _loader_rows(plain=False),
+        )
+        for n in (250, 500, 1000)
+    },
     "loader-quick.json": Spec(
         "Loader throughput, quick size",
         "The same cases on a smaller table.",
@@ -561,6 +589,36 @@ SPECS: dict[str, Spec] = {
         _PUBLIC_LOGS_QUALITY_ABOUT,
         "python -m benchmarks.public_logs --models stca,mean_pool,din",
         _public_logs_quality_rows(),
+    ),
+    "object_store.json": Spec(
+        "Loader from object storage (s3proxy) vs local disk",
+        "RequestLoader evaluation epochs (file order, full histories) over one pinned table, read "
+        "from local disk and from a bucket of s3proxy on loopback holding the same files; best "
+        "and median of the timed epochs after a warm-up. The ratio is what HTTP, request signing "
+        "and the server cost on the same machine; a remote store adds network latency and "
+        "bandwidth on top (docs/cluster.md).",
+        "python -m benchmarks.object_store",
+        (
+            _r("table: requests / files / bytes", "table.requests", "table.files", "table.bytes"),
+            _r(
+                "disk: requests/s best / median",
+                "disk.requests_per_s_best",
+                "disk.requests_per_s_median",
+                fmt="{:,.0f}",
+            ),
+            _r(
+                "s3: requests/s best / median",
+                "s3.requests_per_s_best",
+                "s3.requests_per_s_median",
+                fmt="{:,.0f}",
+            ),
+            _r(
+                "throughput ratio s3 / disk, best / median",
+                "ratio_s3_over_disk_best",
+                "ratio_s3_over_disk_median",
+                fmt="{:.2f}",
+            ),
+        ),
     ),
 }
 
@@ -668,6 +726,16 @@ def _lookup(data: Any, path: str, source: str) -> Any:
 
 
 def _cell(data: dict[str, Any], cell: str, fmt: str, source: str) -> str:
+    if " ± " in cell:
+        # "value ± interval": the value, then its 95% interval [lo, hi] when the JSON has one
+        # (older result files have none: "n/a").
+        value_path, ci_path = (part.strip() for part in cell.split(" ± "))
+        try:
+            ci = _lookup(data, ci_path, source)
+        except ResultsPageError:
+            ci = None
+        shown = _cell(data, value_path, fmt, source)
+        return f"{shown} [{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci else f"{shown} [n/a]"
     if " / " in cell:
         num, den = (_lookup(data, part.strip(), source) for part in cell.split(" / "))
         value: Any = None if num is None or not den else num / den

@@ -44,7 +44,7 @@ from loader import RequestBatch, resolve_snapshot
 from synthetic.batches import planted_batch, random_batch
 from synthetic.tables import SyntheticSamples, write_synthetic_samples
 from trainer.config import VISTAConfig
-from trainer.metrics import auc
+from trainer.metrics import auc, bootstrap_intervals, paired_difference
 from trainer.registry import build_model
 from trainer.vista import VistaRanker, VistaSummarizer, compact_batch
 
@@ -260,8 +260,19 @@ def bench_auc(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.auc_batch,
         "config": config.to_dict(),
         "auc": {},
+        "auc_ci": {},  # 95% bootstrap intervals; each generated request is its own (independent) user
         "train_seconds": {},
     }
+    labels = evaluation.labels[..., 0].flatten()
+    users = torch.arange(evaluation.size)[:, None].expand(-1, evaluation.labels.shape[1]).flatten()
+    scores: dict[str, torch.Tensor] = {}
+
+    def record(name: str, score: torch.Tensor) -> None:
+        scores[name] = score.flatten()
+        out["auc"][name] = round(auc(scores[name], labels), 4)
+        ci = bootstrap_intervals(scores[name], labels, users, seed=args.seed)["auc_ci"]
+        out["auc_ci"][name] = [round(v, 4) for v in ci] if ci else None
+
     models: dict[str, torch.nn.Module] = {}
     for name, (kind, view) in variants.items():
         torch.manual_seed(args.seed)
@@ -277,22 +288,27 @@ def bench_auc(args: argparse.Namespace) -> dict[str, Any]:
             opt.step()
         out["train_seconds"][name] = round(time.perf_counter() - t0, 1)
         probs = model.predict(view(evaluation))[..., 0]
-        out["auc"][name] = round(auc(probs.flatten(), evaluation.labels[..., 0].flatten()), 4)
+        record(name, probs)
         models[name] = model
         print(f"(d) {name}: AUC {out['auc'][name]} ({out['train_seconds'][name]} s)", flush=True)
     # The ceiling: the share of the request's history from the target's topic, a score that reads
     # the planted rule.
     same_author = evaluation.hist_author_id[:, None, :] == evaluation.tgt_author_id[:, :, None]
     match = same_author.float().mean(-1)  # (B, M)
-    out["auc"]["oracle_topic_share"] = round(auc(match.flatten(), evaluation.labels[..., 0].flatten()), 4)
+    record("oracle_topic_share", match)
     vista = models["vista"]
     assert isinstance(vista, VistaRanker)
     served = vista.predict(compact_batch(vista, evaluation, "int8"))[..., 0]  # type: ignore[arg-type]
-    out["auc"]["vista_cached_int8"] = round(auc(served.flatten(), evaluation.labels[..., 0].flatten()), 4)
+    record("vista_cached_int8", served)
     a = out["auc"]
     out["gap_vista_vs_stca_full"] = round(a["vista"] - a["stca_full"], 4)
     out["gap_vista_vs_stca_recent"] = round(a["vista"] - a["stca_recent"], 4)
     out["gap_int8_cache_vs_joint"] = round(a["vista_cached_int8"] - a["vista"], 4)
+    # A gap is a win only when the paired bootstrap interval of the difference excludes 0.
+    out["gap_verdicts"] = {
+        f"{x} vs {y}": paired_difference(scores[x], scores[y], labels, users, seed=args.seed)
+        for x, y in (("vista", "stca_full"), ("vista", "stca_recent"), ("vista_cached_int8", "vista"))
+    }
     return out
 
 

@@ -55,6 +55,7 @@ from schemas.fields import HISTORY_COLUMNS
 from schemas.quality import GateThresholds
 from synthetic.logs import SyntheticConfig
 from trainer.config import STCAConfig
+from trainer.metrics import compare_runs
 from trainer.registry import MODELS
 from trainer.train import TrainConfig, train
 
@@ -172,10 +173,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             model_config=STCAConfig.from_dict(dict(scale.model_config)),
         ))  # fmt: skip
         training[model] = result
-        auc_finish = {n: round(m["finish"]["auc"], 4) for n, m in result["eval"].items()}
+        auc_finish = {n: round(m["finish"]["auc"], 4)
+                      for n, m in result["eval"].items() if "auc" in m["finish"]}
         stage(f"train {model}", {"seconds": result["train"]["seconds"], "version": result["table_version"],
                                  "eval_auc_finish": auc_finish})  # fmt: skip
     steps.close()
+    # Paired user-bootstrap differences of each other model against the first (STCA by default).
+    first = scale.models[0]
+    comparisons = {
+        f"{first} vs {m}": compare_runs(out / "runs" / first, out / "runs" / m,
+                                           STCAConfig.from_dict(dict(scale.model_config)).tasks)
+        for m in scale.models[1:]
+    }
 
     seconds = round(time.monotonic() - start, 1)
     quality = {d: gate_result(stages[f"validate {d}"], out) for d in days}
@@ -185,11 +194,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "run": run, "scale_name": args.scale, "seconds": seconds, "stages": stages,
         "counts": {**samples.pop("counts"), "quarantined": sum(n for by in qc.values() for n in by.values())},
         "quarantine_by_reason": qc, "hist_len": samples, "quality": quality, "storage": storage,
-        "loader": loader, "training": training,
+        "loader": loader, "training": training, "comparisons": comparisons,
         "config": {"scale": asdict(scale), "warehouse": args.warehouse, "seed": args.seed, "days": days},
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str, allow_nan=False))
     index = render(json.loads(json.dumps(summary, default=str)), out)
     print_report(stages, index, seconds)
     return summary

@@ -80,7 +80,8 @@ def plot_hist_len(hist: Mapping[str, Any], path: Path) -> Path:
 
 
 def plot_metric_vs_length(training: Mapping[str, Any], metric: str, path: Path) -> Path:
-    """One panel per task: `metric` vs inference length, one line per model (baselines included)."""
+    """One panel per task: `metric` vs inference length, one line per model (baselines included),
+    its 95% user-bootstrap interval as a band where the run has one; absent values are gaps."""
     first = next(iter(training.values()))["eval"]
     tasks = list(first[next(iter(first))])  # task order as trained
     cols = min(3, len(tasks))
@@ -90,9 +91,13 @@ def plot_metric_vs_length(training: Mapping[str, Any], metric: str, path: Path) 
         ax = axes[i // cols][i % cols]
         for name, run in training.items():
             lengths = sorted(int(n) for n in run["eval"])
-            values = [run["eval"][str(n)][task][metric] for n in lengths]
+            cells = [run["eval"][str(n)][task] for n in lengths]
+            values = [c.get(metric, float("nan")) for c in cells]
             color, marker = MODEL_STYLES.get(name, ("#000000", "x"))
             ax.plot(lengths, values, marker=marker, color=color, label=name)
+            if all(c.get(f"{metric}_ci") for c in cells):
+                lo, hi = zip(*(c[f"{metric}_ci"] for c in cells), strict=True)
+                ax.fill_between(lengths, lo, hi, color=color, alpha=0.15, linewidth=0)
         ax.set_xscale("log")
         ax.set_title(task)
         ax.set_xlabel("inference length")
@@ -216,11 +221,42 @@ def _training(training: Mapping[str, Any], out_dir: Path) -> list[str]:
     lengths = sorted(first["eval"], key=int)
     tasks = list(first["eval"][lengths[0]])
     for metric in ("auc", "gauc", "logloss"):
-        parts.append(f"<h3>{metric.upper()} by model, task and inference length</h3>")
+        parts.append(f"<h3>{metric.upper()} by model, task and inference length"
+                     f"{' [95% user-bootstrap interval]' if metric != 'logloss' else ''}</h3>")
         parts.append(_table(["model", "task", *lengths], [
-            (m, t, *(r["eval"][n][t][metric] for n in lengths)) for m, r in training.items() for t in tasks
+            (m, t, *(_with_interval(r["eval"][n][t], metric) for n in lengths))
+            for m, r in training.items() for t in tasks
         ]))  # fmt: skip
+    warnings = [(m, w["test"], w["message"]) for m, r in training.items() for w in r.get("warnings", [])]
+    if warnings:
+        parts.append("<h3 class='bad'>Warnings: history collapse</h3>")
+        parts.append(_table(["model", "check", "message"], warnings))
     return parts
+
+
+def _with_interval(cell: Mapping[str, Any], metric: str) -> str:
+    """'0.6812 [0.6701, 0.6920]'; 'n/a' for an interval the run lacks; the reason for an absent
+    metric (a task without positives)."""
+    if metric not in cell:
+        return f"absent ({cell.get('absent', 'not computed')})"
+    if metric == "logloss":
+        return f"{cell[metric]:.4f}"
+    ci = cell.get(f"{metric}_ci")
+    return f"{cell[metric]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{cell[metric]:.4f} [n/a]"
+
+
+def _comparisons(comparisons: Mapping[str, Any]) -> list[str]:
+    """Paired bootstrap differences (trainer.metrics.compare_runs): a win only when the interval of
+    the difference excludes 0."""
+    rows = [
+        (pair, n, task, metric, f"{d['diff']:+.4f} [{d['diff_ci'][0]:+.4f}, {d['diff_ci'][1]:+.4f}]",
+         d["verdict"])
+        for pair, by_length in comparisons.items() for n, by_task in by_length.items()
+        for task, by_metric in by_task.items() for metric, d in by_metric.items() if "diff" in d
+    ]  # fmt: skip
+    header = ["a vs b", "length", "task", "metric", "a - b", "verdict"]
+    return ["<h3>Model comparisons (paired user bootstrap: a win only when the 95% interval of the "
+            "difference excludes 0)</h3>", _table(header, rows)]
 
 
 def _loader(lo: Mapping[str, Any]) -> list[str]:
@@ -241,6 +277,8 @@ def render(summary: Mapping[str, Any], out_dir: Path) -> Path:
         parts += _storage(summary["storage"], out_dir)
     if summary.get("training"):
         parts += _training(summary["training"], out_dir)
+    if summary.get("comparisons"):
+        parts += _comparisons(summary["comparisons"])
     if "loader" in summary:
         parts += _loader(summary["loader"])
     config = html.escape(json.dumps(summary.get("config", {}), indent=2))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import job_parser, previous_day
+from jobs.cli import exit_on_job_error, job_parser, previous_day
 from jobs.delta_io import latest_version, partition_predicate, read_table, table_exists
 from jobs.runner import Summary, run_job
 from jobs.verified_write import ConservationError, TableWrites
@@ -32,6 +32,9 @@ from schemas import DEFAULT_WAREHOUSE, REQUEST_SAMPLES, REQUEST_SAMPLES_COMPACT,
 
 DEFAULT_MAX_RECENT = 256
 DEFAULT_MAX_STALENESS_DAYS = 7
+
+
+JOB = "build_compact_samples"
 
 
 class CompactCountError(ConservationError):
@@ -124,7 +127,7 @@ def run(spark: SparkSession, args: Args) -> Summary:
             f"(rows, distinct ids) {got}"
         )
 
-    written = TableWrites(spark).overwrite_verified(
+    written = TableWrites(spark, JOB, f"date {args.date}").overwrite_verified(
         compact,
         REQUEST_SAMPLES_COMPACT,
         out_path,
@@ -148,8 +151,8 @@ def run(spark: SparkSession, args: Args) -> Summary:
 
 
 def main(argv: list[str] | None = None) -> Summary:
-    return run_job("build_compact_samples", run, parse_args(argv))
+    return run_job(JOB, run, parse_args(argv))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_job_error(JOB, main, sys.argv[1:])

@@ -24,21 +24,22 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import date_arg, job_parser, previous_day
+from jobs.cli import date_arg, exit_on_job_error, job_parser, previous_day
 from jobs.counts import reason_counts
 from jobs.delta_io import (
     date_range_predicate,
     latest_version,
-    overwrite_where,
     partition_predicate,
-    read_table,
+    read_input,
 )
+from jobs.faults import fault, fault_in_write
 from jobs.history_state import StateOrderError, StateVersion, read_state, state_versions, version_as_of
 from jobs.runner import Summary, run_job
 from jobs.verified_write import TableWrites
@@ -67,6 +68,7 @@ from schemas import (
 from schemas.constants import DEFAULT_L_MAX
 
 # Tables the job may write: the gate's staging table (default) or, ungated, the product itself.
+JOB = "build_request_samples"
 OUTPUTS: dict[str, TableContract] = {c.name: c for c in (REQUEST_SAMPLES_STAGING, REQUEST_SAMPLES)}
 
 @dataclass(frozen=True)
@@ -150,26 +152,26 @@ def _written_counts(written: DataFrame) -> Row | None:
 
 def run(spark: SparkSession, args: Args) -> Summary:
     """Builds the day (or range) into `args.output`; raises jobs.verified_write.ConservationError,
-    after restoring the output table, when targets written + impressions quarantined != impressions read."""
+    after restoring the quarantine and output tables, when targets written + impressions
+    quarantined != impressions read."""
     out_path = args.output.location(args.warehouse)
-    in_range = F.col("date").between(args.date, args.last_date)
     dates = args.date if args.to_date is None else f"{args.date}..{args.to_date}"
     state_version = _state_as_of_previous_day(spark, args)
 
-    impressions = read_table(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse)).where(in_range)
+    # Inputs whose schema drifted or whose files are gone or truncated are refused before any write.
+    first, last = args.date, args.last_date
+    impressions = read_input(spark, IMPRESSIONS, IMPRESSIONS.location(args.warehouse), first, last)
+    actions = read_input(spark, USER_ACTIONS, USER_ACTIONS.location(args.warehouse), first, last)
     tagged = impressions.transform(with_impression_reject_reason).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
+    with ExitStack() as stack:
+        stack.callback(tagged.unpersist)
         reasons = reason_counts(tagged)
         if not reasons:
             raise FileNotFoundError(
                 f"no impressions for date {dates} under {args.warehouse}: "
                 f"the input partition is missing or empty"
             )
-        day_actions = valid_rows(
-            read_table(spark, USER_ACTIONS, USER_ACTIONS.location(args.warehouse))
-            .where(in_range)
-            .transform(with_action_reject_reason)
-        )
+        day_actions = valid_rows(actions.transform(with_action_reject_reason))
         state = read_state(spark, USER_HISTORY.location(args.warehouse), state_version)
         samples = (
             requests_from_impressions(valid_rows(tagged))
@@ -177,13 +179,17 @@ def run(spark: SparkSession, args: Args) -> Summary:
             .transform(clustered_by_user)
         )
         range_predicate = date_range_predicate(args.date, args.last_date)
-        # Not part of the checked writes: a failed check restores the output only (as it always has).
-        overwrite_where(
+        fault(JOB, "before_write")
+        # One day, one outcome: quarantine first, the output last; any failure after the first
+        # write restores both (jobs/verified_write.py), so they never disagree about the day.
+        writes = stack.enter_context(TableWrites(spark, JOB, f"date {dates}"))
+        writes.overwrite_where(
             tagged.transform(to_quarantine("impressions")),
             QUARANTINE,
             QUARANTINE.location(args.warehouse),
             f"{partition_predicate(QUARANTINE, {'source_table': 'impressions'})} AND {range_predicate}",
         )
+        fault(JOB, "after_quarantine")
         read = sum(reasons.values())
         quarantined = read - reasons.get(None, 0)
 
@@ -202,11 +208,15 @@ def run(spark: SparkSession, args: Args) -> Summary:
             "state_version": state_version.version if state_version else None,
             **({"to_date": args.to_date} if args.to_date else {}),
         }
-        written = TableWrites(spark).overwrite_verified(
-            samples, args.output, out_path, range_predicate, _written_counts, conserved, json.dumps(meta)
+        written = writes.overwrite_verified(
+            fault_in_write(JOB, samples),
+            args.output,
+            out_path,
+            range_predicate,
+            _written_counts,
+            conserved,
+            json.dumps(meta),
         )
-    finally:
-        tagged.unpersist()
     reasons.pop(None, None)
     return {
         "date": args.date,
@@ -224,8 +234,8 @@ def run(spark: SparkSession, args: Args) -> Summary:
 
 
 def main(argv: list[str] | None = None) -> Summary:
-    return run_job("build_request_samples", run, parse_args(argv))
+    return run_job(JOB, run, parse_args(argv))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_job_error(JOB, main, sys.argv[1:])

@@ -19,15 +19,16 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import job_parser, previous_day
+from jobs.cli import exit_on_job_error, job_parser, previous_day
 from jobs.counts import reason_counts
 from jobs.delta_io import (
     ensure_table,
     last_commit_metrics,
     overwrite_where,
     partition_predicate,
-    read_table,
+    read_input,
 )
+from jobs.faults import fault, fault_in_write
 from jobs.history_state import (
     StateOrderError,
     StateVersion,
@@ -37,11 +38,13 @@ from jobs.history_state import (
     state_versions,
 )
 from jobs.runner import Summary, run_job
+from jobs.verified_write import TableWrites
 from pipelines.user_history import merge_day_into_state
 from pipelines.validity import to_quarantine, valid_rows, with_action_reject_reason
 from schemas import DEFAULT_WAREHOUSE, QUARANTINE, USER_ACTIONS, USER_HISTORY
 from schemas.constants import DEFAULT_L_MAX
 
+JOB = "build_user_history"
 # Deletion vectors let the daily MERGE mark changed rows instead of rewriting whole files.
 STATE_PROPERTIES = {"delta.enableDeletionVectors": "true"}
 
@@ -76,10 +79,16 @@ class Plan:
 def plan_day(spark: SparkSession, path: str, date: str) -> Plan:
     versions = state_versions(spark, path)
     if versions and versions[-1].as_of_date > date:
+        before = find_as_of(versions, previous_day(date))
+        restore = (
+            f"Restore the state to version {before.version}, the one as of {previous_day(date)} (RESTORE "
+            f"TABLE delta.`{path}` TO VERSION AS OF {before.version})"
+            if before is not None
+            else f"The table has no state as of {previous_day(date)}: rebuild from the first day"
+        )
         raise StateOrderError(
             f"user_history is as of {versions[-1].as_of_date}, after {date}: rebuilding {date} alone would "
-            f"mix days. Restore the state to the version of {previous_day(date)} (RESTORE TABLE "
-            f"delta.`{path}` TO VERSION AS OF n) and rebuild the days from {date} in order."
+            f"mix days. {restore} and rebuild the days from {date} in order."
         )
     base = find_as_of(versions, previous_day(date))  # same log read, not a second one
     if base is not None:
@@ -97,7 +106,9 @@ def run(spark: SparkSession, args: Args) -> Summary:
     actions_path = USER_ACTIONS.location(args.warehouse)
     state_path = USER_HISTORY.location(args.warehouse)
     plan = plan_day(spark, state_path, args.date)
-    actions = read_table(spark, USER_ACTIONS, actions_path)
+    # A drifted schema or a missing or truncated file of the days read is refused before any write.
+    first = "0001-01-01" if plan.bootstrap else args.date
+    actions = read_input(spark, USER_ACTIONS, actions_path, first, args.date)
     day_filter = F.col("date") <= args.date if plan.bootstrap else F.col("date") == args.date
     tagged = actions.where(day_filter).transform(with_action_reject_reason)
     tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
@@ -111,13 +122,21 @@ def run(spark: SparkSession, args: Args) -> Summary:
         where = partition_predicate(QUARANTINE, {"source_table": "user_actions"})
         where += f" AND date <= '{args.date}'" if plan.bootstrap else f" AND date = '{args.date}'"
         quarantine = tagged.transform(to_quarantine("user_actions"))
-        overwrite_where(quarantine, QUARANTINE, QUARANTINE.location(args.warehouse), where)
-
-        base = read_state(spark, state_path, plan.base)
-        changed = base.transform(merge_day_into_state(valid_rows(tagged), args.date, args.state_len))
-        meta = state_metadata(args.date, state_len=args.state_len, bootstrap=plan.bootstrap)
-        write_state(spark, changed, state_path, meta, replace_all=plan.bootstrap)
-        metrics = last_commit_metrics(spark, state_path)
+        fault(JOB, "before_write")
+        # One day, one outcome: the quarantine, then the state; a failure after the first write
+        # restores both (jobs/verified_write.py).
+        with TableWrites(spark, JOB, f"date {args.date}") as writes:
+            writes.overwrite_where(quarantine, QUARANTINE, QUARANTINE.location(args.warehouse), where)
+            fault(JOB, "after_quarantine")
+            base = read_state(spark, state_path, plan.base)
+            changed = base.transform(merge_day_into_state(valid_rows(tagged), args.date, args.state_len))
+            meta = state_metadata(args.date, state_len=args.state_len, bootstrap=plan.bootstrap)
+            ensure_table(spark, USER_HISTORY, state_path, STATE_PROPERTIES)
+            writes.track(USER_HISTORY, state_path)
+            write_state(spark, fault_in_write(JOB, changed), state_path, meta, replace_all=plan.bootstrap)
+            writes.committed(state_path)
+            fault(JOB, "after_commit")
+            metrics = last_commit_metrics(spark, state_path)
     finally:
         tagged.unpersist()
     if plan.bootstrap:
@@ -135,7 +154,7 @@ def run(spark: SparkSession, args: Args) -> Summary:
 
 
 def main(argv: list[str] | None = None) -> Summary:
-    return run_job("build_user_history", run, parse_args(argv))
+    return run_job(JOB, run, parse_args(argv))
 
 
 def write_state(
@@ -162,4 +181,4 @@ def write_state(
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_job_error(JOB, main, sys.argv[1:])

@@ -5,17 +5,24 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import re
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from schemas import DEFAULT_WAREHOUSE
 from schemas.constants import iso_date
 
+_DATE_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
 
 def date_arg(text: str) -> str:
-    """argparse type for a UTC day (schemas.constants.iso_date); rejects anything but YYYY-MM-DD."""
+    """argparse type for a UTC day (schemas.constants.iso_date); rejects anything but YYYY-MM-DD,
+    including the 20260103 and 2026-W01-6 forms Python 3.11's date.fromisoformat accepts."""
     try:
+        if not _DATE_SHAPE.fullmatch(text):
+            raise ValueError(text)
         return iso_date(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
@@ -52,3 +59,28 @@ def timed() -> Iterator[dict[str, float]]:
         yield out
     finally:
         out["seconds"] = time.monotonic() - start
+
+
+# Errors a person fixes from the message alone: the command line prints it as one line, no traceback.
+# Anything else (a bug) keeps its traceback.
+_JOB_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,  # MissingTableError, InputFileError: the message names the table or file
+    ValueError,  # ContractError, StateOrderError, bad --l-max
+    RuntimeError,  # ConservationError, ConcurrentRunError, InjectedFault
+)
+
+
+def exit_on_job_error(job: str, main: Callable[[list[str]], object], argv: list[str]) -> None:
+    """Runs a job's `main(argv)` from `python -m`/spark-submit; a job error (a missing input, a
+    contract, a lost commit race) becomes one line `<job>: error: <message>` on stderr and exit
+    status 1, instead of hundreds of lines of Py4J trace that bury what to do. Py4J's own errors
+    are RuntimeErrors too but not ours: they keep their traceback."""
+    try:
+        main(argv)
+    except _JOB_ERRORS as e:
+        if type(e).__module__.startswith(("py4j", "pyspark")):
+            raise
+        message = " ".join(str(e).split())
+        notes = " ".join(getattr(e, "__notes__", []))
+        print(f"{job}: error: {message}{' (' + notes + ')' if notes else ''}", file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import re
+from urllib.parse import unquote, urlparse
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -12,9 +15,25 @@ from schemas import ContractError, TableContract
 
 log = logging.getLogger(__name__)
 
+# Loader-facing tables: the loader's unit of parallelism and shuffling is a Parquet row group, so
+# their writers cut files of LOADER_ROWS_PER_FILE rows (one row group each; Delta ignores
+# parquet.block.size as a write option, maxRecordsPerFile it honours), one task per date so a
+# multi-day backfill writes ceil(rows/N) files per date rather than one per task and date, and
+# rows clustered by these columns within a file. N from `benchmarks.loader --rows-per-group`
+# (docs/loader.md, "Row groups").
+LOADER_ROWS_PER_FILE = 500
+LOADER_LAYOUT: dict[str, tuple[str, ...]] = {
+    name: ("user_id", "request_ts", "request_id")
+    for name in ("request_samples", "request_samples_staging", "request_samples_compact")
+}
+
 
 class MissingTableError(FileNotFoundError):
     """An input table or partition a job needs is not there."""
+
+
+class InputFileError(FileNotFoundError):
+    """A data file an input table's current version names is missing or not whole (truncated)."""
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
@@ -57,6 +76,66 @@ def read_table(spark: SparkSession, contract: TableContract, path: str) -> DataF
     return spark.read.format("delta").load(path)
 
 
+def read_input(spark: SparkSession, contract: TableContract, path: str, first: str, last: str) -> DataFrame:
+    """An input table's days first..last, refused before anything is written when its schema
+    drifted from the contract (check_input_schema) or a data file of those days is missing or
+    truncated (check_input_files); otherwise read_table's DataFrame filtered to the days."""
+    df = read_table(spark, contract, path)
+    check_input_schema(df, contract, path)
+    days = df.where(f"date >= '{first}' AND date <= '{last}'")
+    check_input_files(days.inputFiles(), contract, first, last)
+    return days
+
+
+def check_input_schema(df: DataFrame, contract: TableContract, path: str) -> None:
+    """Raises ContractError naming each column that is not in the contract or has another type
+    (an int widened to bigint): a job reads only what its contract says, before any write."""
+    expected = {f.name: f.dataType.simpleString() for f in contract.spark_schema()}
+    problems = [
+        f"column {f.name!r} is {f.dataType.simpleString()}, the contract says {expected[f.name]}"
+        if f.name in expected
+        else f"column {f.name!r} is not in the contract"
+        for f in df.schema
+        if expected.get(f.name) != f.dataType.simpleString()
+    ]
+    if problems:
+        raise ContractError(
+            f"input table {contract.name} at {path}: {'; '.join(problems)}. Nothing was written: fix the "
+            f"producer, or change schemas/ and the pipelines together, then rerun"
+        )
+
+
+_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
+
+
+def check_input_files(files: list[str], contract: TableContract, first: str, last: str) -> None:
+    """Raises InputFileError naming the first local data file of days first..last that is gone or
+    does not end with Parquet's magic bytes (truncated, 0 bytes). Remote files (s3://...) are left
+    to Spark's read, which fails on them too, only later and less plainly."""
+    for uri in files:
+        parsed = urlparse(uri)
+        if parsed.scheme not in ("", "file"):
+            continue
+        day = _DATE_DIR.search(uri)
+        if day is not None and not first <= day.group(1) <= last:
+            continue
+        local = unquote(parsed.path)
+        if not os.path.exists(local):
+            raise InputFileError(
+                f"input table {contract.name}: data file {local} is missing (the table's log names it). "
+                f"Nothing was written: restore the file, or RESTORE the table to a version without it"
+            )
+        size = os.path.getsize(local)
+        with open(local, "rb") as f:
+            f.seek(max(0, size - 4))
+            tail = f.read(4)
+        if size < 12 or tail != b"PAR1":
+            raise InputFileError(
+                f"input table {contract.name}: data file {local} is truncated ({size} bytes, no Parquet "
+                f"footer). Nothing was written: restore the file or RESTORE the table to a version without it"
+            )
+
+
 def partition_predicate(contract: TableContract, where: dict[str, str]) -> str:
     """SQL predicate `k = 'v' AND ...` over partition columns; rejects other columns."""
     unknown = [k for k in where if k not in contract.partition_by]
@@ -88,7 +167,13 @@ def overwrite_where(
     predicate the whole table is replaced and its schema reset to the contract's."""
     spark = df.sparkSession
     ensure_table(spark, contract, path)
-    writer = conform(df, contract).write.format("delta").mode("overwrite")
+    out = conform(df, contract)
+    layout = LOADER_LAYOUT.get(contract.name)
+    if layout is not None and "date" in contract.partition_by:
+        out = out.repartition("date").sortWithinPartitions("date", *layout)
+    writer = out.write.format("delta").mode("overwrite")
+    if layout is not None:
+        writer = writer.option("maxRecordsPerFile", str(LOADER_ROWS_PER_FILE))
     if predicate:
         writer = writer.option("replaceWhere", predicate)
     else:

@@ -5,6 +5,11 @@ The record names the staging table version it validated. Publication is refused 
 record passed *and* the staging table is still at that version, so a partition rebuilt (or
 touched in any way) after its validation is never published on an old verdict. GX's own results
 and the HTML Data Docs sit next to the records, under the quality root (`<warehouse>/_quality`).
+
+On object storage (`s3a://` warehouse or `--quality-root`) the records live there, beside the
+table they certify, so a validate on one machine and a publish on another agree. GX's file-backed
+project needs a folder, so its suites, results and Data Docs go to a local mirror of the root
+(`.cache/quality/<bucket>/<prefix>`); only the records, which publication trusts, are remote.
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
+
+from jobs.object_store import S3Settings, arrow_path, is_remote, split_uri
 from schemas import REQUEST_SAMPLES_STAGING
 
 QUALITY_DIR = "_quality"
+MIRROR_DIR = Path(__file__).resolve().parent.parent / ".cache" / "quality"  # GX's folder for remote roots
 
 
 class GateRecordError(RuntimeError):
@@ -25,14 +34,27 @@ class GateRecordError(RuntimeError):
 
 def quality_root(warehouse: str, override: str | None = None) -> Path:
     """Where GX's project (suites, results, Data Docs) and the gate records live: `override`, or
-    `<warehouse>/_quality`. GX's file-backed context needs a local (or mounted) folder."""
+    `<warehouse>/_quality`. For an `s3a://`/`s3://` root this is its local mirror (GX needs a
+    folder); `remote_root` gives the URI back, and the records are read and written there."""
     root = override or f"{warehouse.rstrip('/')}/{QUALITY_DIR}"
+    if is_remote(root):
+        bucket, key = split_uri(root)
+        return MIRROR_DIR / bucket / key
     if "://" in root:
         raise ValueError(
-            f"quality root {root!r} is a URI; the gate keeps GX results and Data Docs on a local or mounted "
-            f"folder: pass --quality-root /path/to/folder"
+            f"quality root {root!r} is a URI of an unsupported store; pass a local or mounted folder, "
+            "or an s3a:// URI, as --quality-root"
         )
     return Path(root).resolve()
+
+
+def remote_root(root: Path) -> str | None:
+    """The `s3://` URI whose local mirror `root` is (see quality_root); None for a local root."""
+    try:
+        rel = root.resolve().relative_to(MIRROR_DIR.resolve())
+    except ValueError:
+        return None
+    return f"s3://{rel.as_posix()}"
 
 
 @dataclass(frozen=True)
@@ -48,29 +70,53 @@ class GateRecord:
     notes: list[str] = field(default_factory=list)
 
 
-def record_path(root: Path, date: str, table: str = REQUEST_SAMPLES_STAGING.name) -> Path:
-    return root / "gate" / table / f"date={date}.json"
+def record_path(root: Path, date: str, table: str = REQUEST_SAMPLES_STAGING.name) -> Path | str:
+    """The record's file, or its `s3://` URI when `root` mirrors a remote quality root."""
+    rel = f"gate/{table}/date={date}.json"
+    remote = remote_root(root)
+    return f"{remote}/{rel}" if remote else root / rel
 
 
-def write_record(root: Path, record: GateRecord) -> Path:
-    """Writes the record atomically (temp file + rename), replacing an older verdict."""
+def _remote_fs(uri: str) -> pafs.FileSystem:
+    return S3Settings.from_env().arrow_filesystem() if is_remote(uri) else pafs.LocalFileSystem()
+
+
+def write_record(root: Path, record: GateRecord) -> Path | str:
+    """Writes the record atomically, replacing an older verdict: temp file + rename locally, one
+    PUT on object storage (an S3 object appears whole or not at all)."""
     path = record_path(root, record.date, record.table)
+    text = json.dumps(asdict(record), indent=2, sort_keys=True)
+    if isinstance(path, str):
+        with _remote_fs(path).open_output_stream(arrow_path(path)) as out:
+            out.write(text.encode())
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(record), indent=2, sort_keys=True))
+    tmp.write_text(text)
     tmp.replace(path)
     return path
 
 
+def _read_text(path: Path | str) -> str | None:
+    if isinstance(path, Path):
+        return path.read_text() if path.exists() else None
+    try:
+        with _remote_fs(path).open_input_stream(arrow_path(path)) as f:
+            return bytes(f.read()).decode()
+    except FileNotFoundError:
+        return None
+
+
 def read_record(root: Path, date: str, table: str = REQUEST_SAMPLES_STAGING.name) -> GateRecord:
     path = record_path(root, date, table)
-    if not path.exists():
+    text = _read_text(path)
+    if text is None:
         raise GateRecordError(
             f"no quality gate record for {table} date {date} at {path}: "
             f"run jobs/validate.py --date {date} first"
         )
     try:
-        return GateRecord(**json.loads(path.read_text()))
+        return GateRecord(**json.loads(text))
     except (json.JSONDecodeError, TypeError) as err:
         raise GateRecordError(
             f"gate record {path} is unreadable ({err}): rerun jobs/validate.py --date {date}"

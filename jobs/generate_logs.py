@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.cli import date_arg, job_parser
+from jobs.cli import date_arg, exit_on_job_error, job_parser
 from jobs.delta_io import date_range_predicate, last_commit_metrics, overwrite_where
 from jobs.runner import Summary, run_job
 from schemas import DEFAULT_WAREHOUSE, IMPRESSIONS, USER_ACTIONS
@@ -128,4 +129,4 @@ def main(argv: list[str] | None = None) -> Summary:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_job_error("generate_logs", main, sys.argv[1:])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
+from jobs.cli import exit_on_job_error
 from jobs.delta_io import ensure_table, latest_version
 from jobs.runner import Summary, run_job
 from schemas import ALL_TABLES, DEFAULT_WAREHOUSE
@@ -47,4 +48,4 @@ def main(argv: list[str] | None = None) -> Summary:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_job_error("init_warehouse", main, sys.argv[1:])

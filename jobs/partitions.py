@@ -18,16 +18,20 @@ from dataclasses import dataclass
 from deltalake import DeltaTable
 
 from jobs.cli import date_arg
+from jobs.object_store import ObjectStoreError, check_access, is_remote, storage_options_for, to_arrow_uri
 from jobs.runner import Summary
 from schemas import ALL_TABLES, DEFAULT_WAREHOUSE, TableContract
 
 
 def partition_dates(path: str) -> list[str]:
-    """Dates with at least one file in the latest version of the table at `path`, sorted;
-    empty if there is no Delta table there."""
-    if not DeltaTable.is_deltatable(path):
+    """Dates with at least one file in the latest version of the table at `path` (local, `s3a://` or
+    `s3://`), sorted; empty if there is no Delta table there."""
+    uri = to_arrow_uri(path)
+    options = storage_options_for(uri)
+    if not DeltaTable.is_deltatable(uri, storage_options=options):
         return []
-    return sorted({p["date"] for p in DeltaTable(path).partitions() if p.get("date") is not None})
+    table = DeltaTable(uri, storage_options=options)
+    return sorted({p["date"] for p in table.partitions() if p.get("date") is not None})
 
 
 def previous_date(contract: TableContract, warehouse: str, date: str) -> str | None:
@@ -66,8 +70,16 @@ def run(args: Args) -> Summary:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Prints the summary as one JSON line; the exit status is the sensor's verdict (1: missing)."""
-    summary = run(parse_args(argv))
+    """Prints the summary as one JSON line; the exit status is the sensor's verdict (1: missing), 2
+    when the warehouse's object store cannot be used (one line on stderr naming what to set)."""
+    args = parse_args(argv)
+    try:
+        if is_remote(args.warehouse):
+            check_access(args.warehouse)
+    except ObjectStoreError as e:
+        print(f"partitions: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    summary = run(args)
     print(json.dumps(summary))
     return 1 if summary["missing"] else 0
 

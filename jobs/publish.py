@@ -21,7 +21,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import job_parser
+from jobs.cli import exit_on_job_error, job_parser
 from jobs.delta_io import (
     MissingTableError,
     last_commit_metrics,
@@ -121,4 +121,4 @@ def main(argv: list[str] | None = None) -> Summary:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_job_error("publish", main, sys.argv[1:])

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pyspark.sql import SparkSession
 
 from jobs.cli import configure_logging, timed
+from jobs.object_store import check_access, is_remote
 from jobs.spark_session import get_spark
 
 # A job's summary: JSON-able counts, versions and the run time, returned by `run` and `main`.
@@ -35,6 +36,9 @@ def run_job(
     """Runs `run(spark, args)` with the shared logging, session and timing; returns its summary
     with `seconds` set, after logging it as `<name>: <json>`."""
     configure_logging()
+    for uri in {getattr(args, a, None) for a in ("warehouse", "quality_root")}:
+        if isinstance(uri, str) and is_remote(uri):
+            check_access(uri)  # keys refused, no bucket, endpoint down: one message, before any write
     session = spark if spark is not None else get_spark()
     with timed() as t:
         summary = run(session, args)

@@ -3,7 +3,12 @@
 Locally (plain `python`, pytest) it starts local[2] with Delta configured from the jars cached in
 `.cache/jars` (see scripts/fetch_delta_jars.sh), so nothing is resolved over the network. Under
 spark-submit the cluster's settings win: master, memory and jars come from the submit command,
-and only the Delta SQL extension, the UTC time zone and the Arrow switch are added."""
+and only the Delta SQL extension, the UTC time zone and the Arrow switch are added.
+
+Object storage: when Hadoop's S3A jars are cached (`.cache/jars/s3a`, scripts/fetch_s3a_jars.sh)
+the local session loads them, and every session gets the S3A settings built from the AWS
+variables by jobs/object_store.py (endpoint, region, path-style access; never a key: S3A reads
+the keys from each JVM's environment), so an `s3a://` warehouse works as a local one does."""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+from jobs.object_store import S3Settings
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +72,24 @@ def delta_jars(jars_dir: Path) -> list[str]:
     return jars
 
 
+def s3a_jars(jars_dir: Path) -> list[str]:
+    """hadoop-aws and the AWS SDK modules it loads, where scripts/fetch_s3a_jars.sh put them (empty
+    when not fetched: local warehouses need none)."""
+    return sorted(str(p) for p in (jars_dir / "s3a").glob("*.jar"))
+
+
 def get_spark(settings: SparkSettings | None = None) -> SparkSession:
     """Returns the active session or starts one configured for Delta."""
     settings = settings or SparkSettings()
     builder = SparkSession.builder.appName(settings.app_name)
-    for key, value in REQUIRED_CONF.items():
+    for key, value in (REQUIRED_CONF | S3Settings.from_env().spark_conf()).items():
         builder = builder.config(key, value)
     if not under_spark_submit():
         # Spark's Python workers must run this interpreter, not whatever `python3` is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         local_conf = {
-            "spark.jars": ",".join(delta_jars(settings.jars_dir)),
+            "spark.jars": ",".join(delta_jars(settings.jars_dir) + s3a_jars(settings.jars_dir)),
             "spark.driver.memory": settings.driver_memory,
             "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
             "spark.default.parallelism": str(settings.shuffle_partitions),
@@ -109,9 +122,9 @@ def local_submit_args(jars_dir: Path = DEFAULT_JARS_DIR) -> list[str]:
         "--driver-memory",
         settings.driver_memory,
         "--jars",
-        ",".join(delta_jars(jars_dir)),
+        ",".join(delta_jars(jars_dir) + s3a_jars(jars_dir)),
     ]
-    for key, value in REQUIRED_CONF.items():
+    for key, value in (REQUIRED_CONF | S3Settings.from_env().spark_conf()).items():
         args += ["--conf", f"{key}={value}"]
     return args
 

@@ -29,7 +29,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import job_parser
+from jobs.cli import exit_on_job_error, job_parser
 from jobs.delta_io import MissingTableError, latest_version, read_table, table_exists
 from jobs.gate import GateRecord, quality_root, write_record
 from jobs.partitions import previous_date
@@ -296,7 +296,7 @@ def print_summary(record: GateRecord) -> None:
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1:])
+        exit_on_job_error("validate", main, sys.argv[1:])
     except QualityGateError as err:
         logging.getLogger("validate").error("%s", err)
         sys.exit(1)

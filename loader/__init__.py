@@ -7,10 +7,12 @@ from __future__ import annotations
 from .batch import HISTORY_FIELDS, TARGET_FIELDS, PackedHistory, RequestBatch
 from .collate import LOADER_COLUMNS
 from .compact import COMPACT_LOADER_COLUMNS, CompactBatch, CompactLoader, CompactLoaderConfig
+from .delta_read import DeletionVectorError, read_delta
 from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError, SchemaMismatchError
 from .label_rates import label_rates
 from .lengths import LengthSampling
+from .pins import active_pins, register_pin
 from .request_loader import LoaderConfig, RequestLoader
 from .snapshot import DataFile, DateBound, Snapshot, SnapshotError, nonempty_snapshot, resolve_snapshot
 from .storage import bytes_of, column_bytes
@@ -26,6 +28,7 @@ __all__ = [
     "DataFile",
     "DataFileError",
     "DateBound",
+    "DeletionVectorError",
     "EpochLoader",
     "IncompleteEpochError",
     "LengthSampling",
@@ -37,10 +40,13 @@ __all__ = [
     "SchemaMismatchError",
     "Snapshot",
     "SnapshotError",
+    "active_pins",
     "batch_sizes",
     "bytes_of",
     "column_bytes",
     "label_rates",
     "nonempty_snapshot",
+    "read_delta",
+    "register_pin",
     "resolve_snapshot",
 ]

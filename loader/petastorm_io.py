@@ -34,6 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.filesystem as legacyfs
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from petastorm.arrow_reader_worker import ArrowReaderWorker
@@ -44,6 +45,8 @@ from petastorm.reader import Reader, normalize_dataset_url_or_urls
 from petastorm.workers_pool import EmptyResultError, VentilatedItemProcessedMessage
 from petastorm.workers_pool.dummy_pool import DummyPool
 from petastorm.workers_pool.thread_pool import ThreadPool, WorkerTerminationRequested, WorkerThread
+
+from jobs.object_store import S3Settings, arrow_path, is_remote
 
 from .collate import host_memory_pool
 from .errors import DataFileError
@@ -109,8 +112,13 @@ class ArrowRowGroupWorker(ArrowReaderWorker):
     def _parquet_file(self, path: str) -> _LocalParquetFile | pq.ParquetFile:
         files: dict[str, _LocalParquetFile | pq.ParquetFile] = self.__dict__.setdefault("_files", {})
         if path not in files:  # one footer parse per file and worker
+            fs = self._filesystem
             files[path] = (
-                _LocalParquetFile(path) if "://" not in path else pq.ParquetFile(self._filesystem.open(path))
+                pq.ParquetFile(fs.arrow.open_input_file(path))
+                if isinstance(fs, ArrowLegacyFileSystem)
+                else _LocalParquetFile(path)
+                if "://" not in path
+                else pq.ParquetFile(fs.open(path))
             )
         return files[path]
 
@@ -128,6 +136,43 @@ class _LocalParquetFile:
         return row_group.to_table(
             columns=columns, use_threads=use_threads, memory_pool=host_memory_pool(), batch_size=2**31 - 1
         )
+
+
+class ArrowLegacyFileSystem(legacyfs.DaskFileSystem):
+    """A pyarrow.fs filesystem (S3) in the legacy `pyarrow.filesystem` API petastorm 0.13.1 drives:
+    without s3fs (not a dependency) petastorm cannot open `s3://` itself, and pyarrow 14's legacy
+    ParquetDataset takes only a legacy filesystem. Object paths are `bucket/key`."""
+
+    def __init__(self, arrow: pafs.FileSystem) -> None:
+        from fsspec.implementations.arrow import ArrowFSWrapper
+
+        with warnings.catch_warnings():  # the wrapper class is deprecated, and still what petastorm needs
+            warnings.simplefilter("ignore", FutureWarning)
+            super().__init__(ArrowFSWrapper(arrow))
+        self.arrow = arrow
+
+    def isdir(self, path: str) -> bool:
+        return bool(self.fs.isdir(path))
+
+    def isfile(self, path: str) -> bool:
+        return bool(self.fs.isfile(path))
+
+    def walk(self, path: str) -> Any:
+        return self.fs.walk(path)
+
+
+@functools.cache
+def _remote_filesystem() -> ArrowLegacyFileSystem:
+    """One S3 filesystem per process, from the AWS variables (jobs/object_store.py)."""
+    return ArrowLegacyFileSystem(S3Settings.from_env().arrow_filesystem())
+
+
+def read_footer(path: str) -> pq.FileMetaData:
+    """The Parquet footer of a local file or an `s3://` object."""
+    if is_remote(path):
+        with _remote_filesystem().arrow.open_input_file(arrow_path(path)) as f:
+            return pq.read_metadata(f)
+    return pq.read_metadata(path)
 
 
 _PUT_POLL_S = 0.05  # a worker blocked on a full results queue re-checks the stop event this often
@@ -259,8 +304,14 @@ def open_reader(
     `seed` must be non-zero: petastorm treats 0 like None (an unseeded, irreproducible order)."""
     if seed == 0:
         raise ValueError("petastorm seed must be non-zero (0 means unseeded in petastorm 0.13.1)")
-    urls = normalize_dataset_url_or_urls([f if "://" in f else f"file://{f}" for f in files])
-    filesystem, paths = get_filesystem_and_path_or_paths(urls)
+    filesystem: Any
+    if files and all(is_remote(f) for f in files):
+        filesystem = _remote_filesystem()
+        footers = {arrow_path(k): v for k, v in (footers or {}).items()}
+        paths: Any = [arrow_path(f) for f in files]
+    else:
+        urls = normalize_dataset_url_or_urls([f if "://" in f else f"file://{f}" for f in files])
+        filesystem, paths = get_filesystem_and_path_or_paths(urls)
     reader_pool = (
         OrderedThreadPool(workers, results_queue_size=max(4, 2 * workers))
         if pool == "thread"

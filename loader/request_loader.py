@@ -35,7 +35,7 @@ from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, check_schema
 from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError
 from .lengths import LengthSampling
-from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader
+from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader, read_footer
 from .snapshot import DateBound, Snapshot
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class RequestLoader(EpochLoader[RequestBatch, LoaderConfig]):
         snap = self.snapshot
         for f in snap.data_files:
             try:
-                self._footers[f.path] = footer = pq.read_metadata(f.path)
+                self._footers[f.path] = footer = read_footer(f.path)
                 schema = footer.schema.to_arrow_schema()
             except FileNotFoundError as e:
                 raise DataFileError(

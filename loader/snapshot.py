@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlparse
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
+from jobs.object_store import ObjectStoreError, storage_options_for, to_arrow_uri
 from schemas.constants import iso_date
 
 from .errors import LoaderError
@@ -78,9 +79,15 @@ def date_range(date_from: DateBound, date_to: DateBound) -> tuple[str | None, st
     return lo, hi
 
 
+def _open_table(table_path: str | Path, version: int | None = None) -> DeltaTable:
+    """delta-rs's view of a local table or an `s3://` / `s3a://` one (keys from the AWS variables)."""
+    uri = to_arrow_uri(str(table_path))
+    return DeltaTable(uri, version=version, storage_options=storage_options_for(uri))
+
+
 def _latest_hint(table_path: str | Path) -> str:
     try:
-        latest = DeltaTable(str(table_path)).version()
+        latest = _open_table(table_path).version()
     except Exception:
         return "the table cannot be read at any version"
     return f"the latest version is {latest} (older versions can also be gone after a log cleanup)"
@@ -103,7 +110,9 @@ def resolve_snapshot(
             "folder, e.g. warehouse/request_samples"
         )
     try:
-        table = DeltaTable(str(table_path), version=version)
+        table = _open_table(table_path, version)
+    except ObjectStoreError as e:
+        raise SnapshotError(str(e)) from None
     except TableNotFoundError as e:
         raise SnapshotError(f"no Delta table at {table_path}: {e}") from e
     except Exception as e:  # delta-rs raises a generic error for a version that does not exist

@@ -99,3 +99,19 @@ def test_report_of_a_real_tiny_demo_run_matches_its_json(tmp_path: Path) -> None
     for source, reasons in s["quarantine_by_reason"].items():
         for reason, n in reasons.items():
             assert f"<td>{source}</td><td>{reason}</td><td>{n:,}</td>" in page
+
+
+def test_report_shows_intervals_absent_metrics_warnings_and_comparisons(tmp_path: Path) -> None:
+    s = summary()
+    stca = s["training"]["stca"]  # type: ignore[index]
+    stca["eval"]["512"]["finish"]["auc_ci"] = [0.6543, 0.7654]
+    stca["eval"]["512"]["skip"] = {"absent": "no positives", "logloss": 0.1, "n": 40.0}
+    stca["warnings"] = [
+        {"kind": "history_collapse", "test": "history_probe", "message": "ignores the history"}
+    ]
+    s["comparisons"] = {"stca vs mean_pool": {"512": {"finish": {"auc": {
+        "metric": "auc", "diff": 0.1, "diff_ci": [0.05, 0.15], "verdict": "a wins"}}}}}
+    page = render(s, tmp_path).read_text()
+    for text in ("0.7051 [0.6543, 0.7654]", "0.7003 [n/a]", "absent (no positives)", "ignores the history",
+                 "+0.1000 [+0.0500, +0.1500]", "a wins"):
+        assert text in page, f"{text!r} is not on the page"

@@ -1,4 +1,5 @@
-"""The training loop: a run end to end, exact resume, and data parallel with two gloo processes."""
+"""The training loop: a run end to end, exact resume, data parallel with two gloo processes, and the
+history-collapse alarm."""
 
 from __future__ import annotations
 
@@ -8,16 +9,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 import loader.snapshot
 import trainer.train
-from loader import LoaderError
+from loader import LoaderError, RequestBatch
+from synthetic.batches import planted_batch, tiny_config
 from synthetic.tables import SyntheticSamples, write_synthetic_samples
 from trainer.checkpoint import load_checkpoint
 from trainer.config import STCAConfig, VISTAConfig
+from trainer.metrics import compare_runs, history_collapse_warnings, history_probe
+from trainer.registry import build_model
 from trainer.train import Dist, TrainConfig, get_lr, main, parse_args, rank_loader_state, train
 
 pytestmark = pytest.mark.timeout(300)
@@ -216,3 +221,54 @@ def test_resume_refuses_another_number_of_processes() -> None:
         rank_loader_state(two, Dist(), "c.pt")
     with pytest.raises(ValueError, match="written by 1 process.*this run has 2"):
         rank_loader_state({"rank": 0}, Dist(rank=0, world_size=2), "c.pt")
+
+
+class _HistoryBlind(torch.nn.Module):
+    """A stub following the Ranker API whose logits read the targets only, never the history."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.item = torch.nn.Embedding(1024, 3)
+
+    def logits(self, batch: RequestBatch) -> torch.Tensor:
+        return self.item(batch.tgt_item_id % 1024)
+
+
+def test_collapse_alarm_fires_when_predictions_ignore_the_history() -> None:
+    batches = [planted_batch(8, 32, 4, seed=s) for s in range(3)]
+    probe = history_probe(_HistoryBlind(), batches)
+    assert probe is not None and probe["mean_abs_logit_change"] == 0.0
+    flat: dict[str, dict[str, dict[str, Any]]] = {
+        n: {"finish": {"auc": 0.55461}, "like": {"auc": 0.48}, "skip": {"absent": "no positives"}}
+        for n in ("16", "256", "10000")
+    }
+    warnings = history_collapse_warnings(flat, probe)
+    assert [w["test"] for w in warnings] == ["auc_flat_across_lengths", "history_probe"]
+    assert all(w["kind"] == "history_collapse" for w in warnings)
+    flat["10000"]["like"]["auc"] = 0.49  # one task moving with length is enough to stay quiet
+    assert history_collapse_warnings(flat, None) == []
+
+
+def test_collapse_alarm_stays_quiet_for_stca_trained_on_history_signal() -> None:
+    torch.manual_seed(0)
+    model = build_model("stca", tiny_config())
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(200):  # ~1.5 s; at 30 steps the tiny STCA still barely reads the history
+        _, loss = model(planted_batch(16, 48, 4, seed=100 + step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    probe = history_probe(model, [planted_batch(16, 48, 4, seed=s) for s in range(2)])
+    assert probe is not None and probe["mean_abs_logit_change"] > 10 * probe["threshold"], probe
+    assert history_collapse_warnings({}, probe) == []
+
+
+def test_metrics_json_has_intervals_warnings_and_paired_comparisons(table: str, tmp_path: Path) -> None:
+    train(config(table, tmp_path / "a", steps=3, bootstrap_replicates=50))
+    written = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    finish = written["eval"]["300"]["finish"]
+    assert finish["auc_ci"][0] <= finish["auc"] <= finish["auc_ci"][1]
+    assert isinstance(written["warnings"], list) and written["history_probe"]["values"] > 0
+    same = compare_runs(tmp_path / "a", tmp_path / "a", STCAConfig().tasks, replicates=20)
+    assert same["16"]["finish"]["auc"] == {"metric": "auc", "diff": 0.0, "diff_ci": [0.0, 0.0],
+                                           "verdict": "no difference"}  # fmt: skip

@@ -9,12 +9,16 @@ date at several inference lengths.
 Training uses length-extrapolative sampling (random recent suffixes, mean --length-mean);
 evaluation keeps the most recent n events for each n in --eval-lengths. Writes
 <out>/metrics.json (config, Delta versions read, throughput, per-task AUC / GAUC / log loss per
-length) and <out>/checkpoint.pt (model, optimizer, scheduler, step, loader state).
+length, each AUC / GAUC with a 95% user-bootstrap interval, and "warnings" such as a
+history collapse), <out>/eval_predictions.npz (the held-out predictions, for paired model
+comparisons: trainer.metrics.compare_runs) and <out>/checkpoint.pt (model, optimizer, scheduler,
+step, loader state).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -42,7 +46,13 @@ from loader import (
 from schemas.constants import DEFAULT_L_MAX, iso_date
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import STCAConfig
-from trainer.metrics import MetricAccumulator
+from trainer.metrics import (
+    BOOTSTRAP_REPLICATES,
+    MetricAccumulator,
+    history_collapse_warnings,
+    history_probe,
+    write_predictions,
+)
 from trainer.model import Ranker
 from trainer.registry import MODELS, build_model, model_config, parse_model_config
 
@@ -73,6 +83,8 @@ class TrainConfig:
     length_alpha: float = 0.2
     eval_lengths: tuple[int, ...] = (512, 2_048, 5_000, DEFAULT_L_MAX)
     eval_batch_size: int = 64
+    bootstrap_replicates: int = BOOTSTRAP_REPLICATES  # user resamples per AUC / GAUC interval; 0: none
+    probe_batches: int = 4  # eval batches of the history-collapse probe (swapped histories); 0: off
     seed: int = 0
     checkpoint_every: int = 100  # steps between checkpoints (and at the end)
     resume: str | None = None  # checkpoint to continue from
@@ -159,21 +171,41 @@ def check_eval_range(cfg: TrainConfig, snapshot: Snapshot) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: Ranker, cfg: TrainConfig, snapshot: Snapshot, device: torch.device) -> dict[str, Any]:
-    """Per inference length: per-task AUC, GAUC, log loss on the eval dates (full pass, one
-    process), all read from `snapshot` (the run's one resolved version)."""
+def evaluate(
+    model: Ranker, cfg: TrainConfig, snapshot: Snapshot, device: torch.device,
+    predictions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Per inference length: per-task AUC, GAUC (each with its user-bootstrap interval), log loss
+    on the eval dates (full pass, one process), all read from `snapshot` (the run's one resolved
+    version). `predictions`, when given, receives each length's (probs, labels, users) arrays."""
     out: dict[str, Any] = {}
     held_out = snapshot.between(cfg.eval_date, cfg.eval_to or cfg.eval_date)
     for n in cfg.eval_lengths:
         lc = LoaderConfig(batch_size=cfg.eval_batch_size, shuffle=False, max_history=n, device=str(device))
-        acc = MetricAccumulator(model.config.tasks)
+        acc = MetricAccumulator(model.config.tasks, cfg.bootstrap_replicates, cfg.seed)
         loader = RequestLoader(held_out, lc)
         bar = tqdm(loader, total=len(loader), desc=f"eval {cfg.model} @{n}", unit="batch", leave=False)
         with autocast(device):
             for batch in bar:
                 acc.update(batch, model.predict(batch))
         out[str(n)] = acc.compute()
+        if predictions is not None:
+            predictions[str(n)] = acc.arrays()
     return out
+
+
+@torch.no_grad()
+def probe_history(model: Ranker, cfg: TrainConfig, snapshot: Snapshot, device: torch.device) -> Any:
+    """The history-collapse probe (trainer.metrics.history_probe) on the first cfg.probe_batches
+    held-out batches at the longest evaluated length; None when off or without batches."""
+    if not cfg.probe_batches:
+        return None
+    held_out = snapshot.between(cfg.eval_date, cfg.eval_to or cfg.eval_date)
+    lc = LoaderConfig(batch_size=cfg.eval_batch_size, shuffle=False, max_history=max(cfg.eval_lengths),
+                      device=str(device))  # fmt: skip
+    batches = itertools.islice(iter(RequestLoader(held_out, lc)), cfg.probe_batches)
+    with autocast(device):
+        return history_probe(model, batches)
 
 
 def autocast(device: torch.device) -> Any:
@@ -270,9 +302,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         },
     }
     if cfg.eval_date and d.main:
-        result["eval"] = evaluate(model, cfg, snapshot, device)
+        model.eval()
+        predictions: dict[str, Any] = {}
+        result["eval"] = evaluate(model, cfg, snapshot, device, predictions)
+        result["history_probe"] = probe_history(model, cfg, snapshot, device)
+        result["warnings"] = history_collapse_warnings(result["eval"], result["history_probe"])
+        for warning in result["warnings"]:
+            log.warning("%s (%s): %s", warning["kind"], warning["test"], warning["message"])
+        write_predictions(out / "eval_predictions.npz", predictions)
     if d.main:
-        (out / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+        # allow_nan=False: a NaN metric is a bug (absent metrics are left out), so it fails loudly.
+        (out / "metrics.json").write_text(
+            json.dumps(result, indent=2, sort_keys=True, default=str, allow_nan=False)
+        )
         log.info("wrote %s", out / "metrics.json")
     if d.world_size > 1:
         dist.barrier()
@@ -325,7 +367,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--model", default=defaults.model, choices=sorted(MODELS))
     p.add_argument("--mode", default=defaults.mode, choices=("rlb", "pointwise"))
     ints = ("steps", "batch_size", "warmup", "length_min", "length_max", "eval_batch_size", "seed",
-            "checkpoint_every")  # fmt: skip
+            "checkpoint_every", "bootstrap_replicates", "probe_batches")  # fmt: skip
     floats = ("lr", "min_lr_ratio", "weight_decay", "clip", "length_alpha")
     for names, kind in ((ints, int), (floats, float)):
         for name in names:
@@ -358,6 +400,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         eval_lengths=tuple(int(x) for x in a.eval_lengths.split(",") if x),
         eval_batch_size=a.eval_batch_size, seed=a.seed, checkpoint_every=a.checkpoint_every,
         resume=a.resume, stop_at=a.stop_at, device=a.device, model_config=model_config,
+        bootstrap_replicates=a.bootstrap_replicates, probe_batches=a.probe_batches,
     )  # fmt: skip
 
 

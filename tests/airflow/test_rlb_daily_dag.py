@@ -25,7 +25,8 @@ GATE = {"input_valid_share": 0.8, "max_label_rate_delta": 1.0, "min_row_count_ra
         "max_row_count_ratio": 10.0, "min_mean_hist_len_ratio": 0.1, "max_mean_hist_len_ratio": 10.0}
 PIPELINE = ["wait_for_inputs", "build_user_history", "build_request_samples", "validate", "publish"]
 VISTA = ["vista_enabled", "summarize_users", "build_compact_samples"]  # skipped without a vista_checkpoint
-TASKS = [*PIPELINE, *VISTA]
+MAINTENANCE = ["maintenance_day", "maintain_tables"]  # after publish; skipped but on Sundays
+TASKS = [*PIPELINE, *VISTA, *MAINTENANCE]
 
 
 def project_python() -> str:
@@ -49,16 +50,19 @@ def test_dagbag_has_no_import_errors(dag: Any) -> None:
 def test_graph_schedule_and_retries_are_as_designed(dag: Any) -> None:
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    assert [t.task_id for t in dag.topological_sort()] == TASKS
-    for up, down in itertools.pairwise(TASKS):
-        assert dag.get_task(up).downstream_task_ids == {down}
+    assert sorted(t.task_id for t in dag.topological_sort()) == sorted(TASKS)
+    for chain in ([*PIPELINE, *VISTA], ["publish", *MAINTENANCE]):
+        for up, down in itertools.pairwise(chain):
+            assert down in dag.get_task(up).downstream_task_ids
+    assert dag.get_task("publish").downstream_task_ids == {"vista_enabled", "maintenance_day"}
+    assert dag.get_task("maintain_tables").application_args[-2:] == ["--optimize", "--vacuum"]
     assert dag.catchup is True and dag.max_active_runs == 1
     assert (
         type(dag.timetable).__name__ == "CronDataIntervalTimetable"
         and dag.timetable.expression == "0 0 * * *"
     )
     assert dag.start_date.tzinfo is not None
-    for task_id in [t for t in TASKS[1:] if t != "vista_enabled"]:
+    for task_id in [t for t in TASKS[1:] if t not in ("vista_enabled", "maintenance_day")]:
         task = dag.get_task(task_id)
         assert isinstance(task, SparkSubmitOperator)
         assert task.depends_on_past is True
@@ -159,6 +163,8 @@ def test_dag_test_publishes_a_passing_day_and_nothing_of_a_failing_one(dag: Any,
         **dict.fromkeys(PIPELINE, "success"),
         **dict.fromkeys(VISTA[1:], "skipped"),
         "vista_enabled": "success",
+        "maintenance_day": "success",  # 2026-02-02 is a Monday: maintenance is skipped
+        "maintain_tables": "skipped",
     }
     assert str(ok.state) == "success"
     after_ok = published(warehouse)
