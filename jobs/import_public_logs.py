@@ -50,8 +50,6 @@ from pipelines.mind import (
     mind_targets,
     parse_behaviors,
     pre_window_clicks,
-    to_mind_impressions,
-    to_mind_user_actions,
     window_clicks,
 )
 from pipelines.public_logs import (
@@ -68,6 +66,7 @@ from pipelines.public_logs import (
     UNKNOWN_AUTHOR,
     LogFormat,
     PublicLogError,
+    impression_rows,
     items_from_movies_csv,
     items_from_u_item,
     parse_interactions,
@@ -371,7 +370,7 @@ def run_mind(spark: SparkSession, args: Args) -> Summary:
     first_ts = min(int(stats["first_request_ts"]), int(event_stats["first_ts"] or stats["first_request_ts"]))
     days = (utc_day(first_ts), utc_day(int(stats["last_ts"])))
     written = _write_tables(
-        spark, args, quarantine, to_mind_impressions(targets), to_mind_user_actions(events), days,
+        spark, args, quarantine, impression_rows(targets), to_user_actions(events), days,
         _metadata(args),
     )  # fmt: skip
     tagged.unpersist()

@@ -51,8 +51,7 @@ from pipelines.public_logs import (
     unparsable,
     with_authors,
 )
-from pipelines.validity import REJECT_REASON, first_failing, utc_date
-from schemas import IMPRESSIONS, USER_ACTIONS
+from pipelines.validity import REJECT_REASON, first_failing
 from schemas.constants import SECOND_MS
 from schemas.fields import ACTION_BITS, TASKS
 
@@ -181,18 +180,6 @@ def mind_targets(items: DataFrame | None = None) -> Callable[[DataFrame], DataFr
     return _targets
 
 
-def to_mind_impressions(targets: DataFrame) -> DataFrame:
-    """mind_targets rows -> `impressions` rows (duration and watch time unknown: 0)."""
-    out = targets.withColumns(
-        {
-            "duration_ms": F.lit(0).cast("int"),
-            "watch_ms": F.lit(0).cast("int"),
-            "date": utc_date(F.col("request_ts")),
-        }
-    )
-    return out.select(*[F.col(f.name).cast(f.dataType) for f in IMPRESSIONS.spark_schema()])
-
-
 def window_clicks(targets: DataFrame) -> DataFrame:
     """mind_targets rows -> one event per clicked target at its request_ts: user_id, item_id,
     author_id, event_ts, action (play + finish). Grain: clicked (line, slot)."""
@@ -230,16 +217,3 @@ def pre_window_clicks(items: DataFrame | None = None) -> Callable[[DataFrame], D
         return events.transform(with_authors(items))
 
     return _history
-
-
-def to_mind_user_actions(events: DataFrame) -> DataFrame:
-    """Click events (window_clicks, pre_window_clicks) -> `user_actions` rows."""
-    require_columns(events, ["user_id", "item_id", "author_id", "event_ts", "action"], "to_mind_user_actions")
-    out = events.withColumns(
-        {
-            "watch_ms": F.lit(0).cast("int"),
-            "duration_ms": F.lit(0).cast("int"),
-            "date": utc_date(F.col("event_ts")),
-        }
-    )
-    return out.select(*[F.col(f.name).cast(f.dataType) for f in USER_ACTIONS.spark_schema()])

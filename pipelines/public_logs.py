@@ -326,24 +326,29 @@ def with_requests(session_gap_ms: int = DEFAULT_SESSION_GAP_MS, max_targets: int
     return _requests
 
 
+def impression_rows(df: DataFrame) -> DataFrame:
+    """Targets that carry `request_id` -> `impressions` rows: duration and watch time unknown (0,
+    no public log records them), `date` the UTC day of request_ts."""
+    needed = ["request_id", "user_id", "item_id", "author_id", "request_ts", "position", *TASKS]
+    require_columns(df, needed, "impression_rows")
+    out = df.withColumns(
+        {
+            "duration_ms": F.lit(0).cast("int"),
+            "watch_ms": F.lit(0).cast("int"),
+            "date": utc_date(F.col("request_ts")),
+        }
+    )
+    return out.select(*[F.col(f.name).cast(f.dataType) for f in IMPRESSIONS.spark_schema()])
+
+
 def to_impressions(fmt: LogFormat) -> Transform:
     """Targets (with_requests) -> `impressions` rows. request_id is
     `<format>:<user_id>:<request_ts>:<page>`: deterministic, unique per request."""
 
     def _impressions(df: DataFrame) -> DataFrame:
-        require_columns(
-            df, ["user_id", "item_id", "author_id", "request_ts", "position", PAGE, *TASKS], "to_impressions"
-        )
+        require_columns(df, ["user_id", "request_ts", PAGE], "to_impressions")
         request_id = F.concat_ws(":", F.lit(fmt.name), F.col("user_id"), F.col("request_ts"), F.col(PAGE))
-        out = df.withColumns(
-            {
-                "request_id": request_id,
-                "duration_ms": F.lit(0).cast("int"),
-                "watch_ms": F.lit(0).cast("int"),
-                "date": utc_date(F.col("request_ts")),
-            }
-        )
-        return out.select(*[F.col(f.name).cast(f.dataType) for f in IMPRESSIONS.spark_schema()])
+        return impression_rows(df.withColumn("request_id", request_id))
 
     return _impressions
 
