@@ -12,13 +12,14 @@ from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError, SchemaMismatchError
 from .label_rates import label_rates
 from .lengths import LengthSampling
-from .pins import active_pins, register_pin
+from .pins import DEFAULT_PIN_DAYS, active_pins, register_pin
 from .request_loader import LoaderConfig, RequestLoader
 from .snapshot import DataFile, DateBound, Snapshot, SnapshotError, nonempty_snapshot, resolve_snapshot
 from .storage import bytes_of, column_bytes
 
 __all__ = [
     "COMPACT_LOADER_COLUMNS",
+    "DEFAULT_PIN_DAYS",
     "HISTORY_FIELDS",
     "LOADER_COLUMNS",
     "TARGET_FIELDS",

@@ -14,12 +14,12 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import write_deltalake
 
+from schemas.constants import DAY_MS
 from schemas.training_pins import TRAINING_PINS
 
 from .delta_read import read_delta
 from .snapshot import _local_path
 
-DAY_MS = 24 * 3600 * 1000
 DEFAULT_PIN_DAYS = 30.0  # a run longer than this re-pins (or passes ttl_days)
 
 

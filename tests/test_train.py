@@ -16,7 +16,7 @@ import torch
 
 import loader.snapshot
 import trainer.train
-from loader import LoaderError, RequestBatch
+from loader import LoaderError, RequestBatch, active_pins
 from synthetic.batches import planted_batch, tiny_config
 from synthetic.tables import SyntheticSamples, write_synthetic_samples
 from trainer.checkpoint import load_checkpoint
@@ -272,3 +272,17 @@ def test_metrics_json_has_intervals_warnings_and_paired_comparisons(table: str, 
     same = compare_runs(tmp_path / "a", tmp_path / "a", STCAConfig().tasks, replicates=20)
     assert same["16"]["finish"]["auc"] == {"metric": "auc", "diff": 0.0, "diff_ci": [0.0, 0.0],
                                            "verdict": "no difference"}  # fmt: skip
+
+
+def test_a_run_pins_the_version_it_reads_unless_told_not_to(tmp_path: Path) -> None:
+    """jobs/maintain_tables.py keeps every pinned version: a run registers the one it reads."""
+    path = str(tmp_path / "request_samples")
+    samples = SyntheticSamples(
+        num_requests=32, dates=("2026-01-01", "2026-01-02"), l_max=100, mean_hist=20, max_targets=4,
+        rows_per_group=16,
+    )  # fmt: skip
+    write_synthetic_samples(path, samples)
+    train(config(path, tmp_path / "unpinned", steps=1, eval_date=None, pin_days=0))
+    assert active_pins(path) == []
+    train(config(path, tmp_path / "pinned", steps=1, eval_date=None))
+    assert active_pins(path) == [0]

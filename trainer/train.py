@@ -35,12 +35,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from loader import (
+    DEFAULT_PIN_DAYS,
     LengthSampling,
     LoaderConfig,
     RequestLoader,
     Snapshot,
     label_rates,
     nonempty_snapshot,
+    register_pin,
     resolve_snapshot,
 )
 from schemas.constants import DEFAULT_L_MAX, iso_date
@@ -85,6 +87,9 @@ class TrainConfig:
     eval_batch_size: int = 64
     bootstrap_replicates: int = BOOTSTRAP_REPLICATES  # user resamples per AUC / GAUC interval; 0: none
     probe_batches: int = 4  # eval batches of the history-collapse probe (swapped histories); 0: off
+    # Days the run's table version stays pinned in the warehouse's training_pins table, so
+    # jobs/maintain_tables.py never vacuums what this run (or its resumption) reads; 0: no pin.
+    pin_days: float = DEFAULT_PIN_DAYS
     seed: int = 0
     checkpoint_every: int = 100  # steps between checkpoints (and at the end)
     resume: str | None = None  # checkpoint to continue from
@@ -215,6 +220,23 @@ def autocast(device: torch.device) -> Any:
     return torch.autocast("cpu", enabled=False)
 
 
+def pin_snapshot(cfg: TrainConfig, snapshot: Snapshot) -> None:
+    """Registers the version this run reads (loader.register_pin) unless pin_days is 0. Pins are
+    written with delta-rs on local warehouses; on an object store the run logs that the version
+    is not pinned, so an operator keeps VACUUM's retention above the run's length by hand."""
+    if cfg.pin_days <= 0:
+        return
+    if "://" in cfg.table and not cfg.table.startswith("file:"):
+        log.warning(
+            "version %d of %s is not pinned: training_pins is written on local warehouses only; "
+            "keep maintain_tables --retain-hours above this run's length", snapshot.version, cfg.table
+        )
+        return
+    run_id = str(Path(cfg.out).resolve())
+    where = register_pin(cfg.table, snapshot.version, run_id=run_id, ttl_days=cfg.pin_days)
+    log.info("pinned version %d of %s for %g days in %s", snapshot.version, cfg.table, cfg.pin_days, where)
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.model not in MODELS:
         raise ValueError(f"--model must be one of {sorted(MODELS)}, got {cfg.model!r}")
@@ -231,6 +253,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     # One resolved version for the whole run: the training loader, the eval-range check, the
     # label rates and every evaluation length narrow it by date without reading the log again.
     snapshot = resolve_snapshot(cfg.table, cfg.version)
+    if d.rank == 0:
+        pin_snapshot(cfg, snapshot)
     loader = train_loader(cfg, snapshot, d, device)
     if cfg.eval_date:
         check_eval_range(cfg, snapshot)
@@ -368,7 +392,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--mode", default=defaults.mode, choices=("rlb", "pointwise"))
     ints = ("steps", "batch_size", "warmup", "length_min", "length_max", "eval_batch_size", "seed",
             "checkpoint_every", "bootstrap_replicates", "probe_batches")  # fmt: skip
-    floats = ("lr", "min_lr_ratio", "weight_decay", "clip", "length_alpha")
+    floats = ("lr", "min_lr_ratio", "weight_decay", "clip", "length_alpha", "pin_days")
     for names, kind in ((ints, int), (floats, float)):
         for name in names:
             p.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name),
@@ -400,7 +424,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         eval_lengths=tuple(int(x) for x in a.eval_lengths.split(",") if x),
         eval_batch_size=a.eval_batch_size, seed=a.seed, checkpoint_every=a.checkpoint_every,
         resume=a.resume, stop_at=a.stop_at, device=a.device, model_config=model_config,
-        bootstrap_replicates=a.bootstrap_replicates, probe_batches=a.probe_batches,
+        bootstrap_replicates=a.bootstrap_replicates, probe_batches=a.probe_batches, pin_days=a.pin_days,
     )  # fmt: skip
 
 
