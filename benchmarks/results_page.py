@@ -649,8 +649,9 @@ AUCs to three decimals. With the shared item projection and the W_Q = W_K initia
 9, `tests/test_learning.py` sanity task; `python -m demo` at commit c20676b, same seed, on 2 busy
 cores): STCA 0.705 / 0.711 / 0.713, mean pooling 0.612 / 0.612 / 0.614; STCA ahead on all six
 tasks at 10,000 events (skip 0.650 vs 0.579, like 0.604 vs 0.558). `make demo SCALE=tiny` took
-5.5 min on 2 busy cores. Adding DIN (`--models stca,mean_pool,din`) costs about 8 more minutes. Before session 7 the demo took
-18 min 18 s, trained 60 steps over 100,000 items and charted AUC 0.5 for every model.
+5.5 min on 2 busy cores. Adding DIN (`--models stca,mean_pool,din`) costs about 8 more minutes.
+Before session 7 the demo took 18 min 18 s, trained 60 steps over 100,000 items and charted AUC
+0.5 for every model.
 
 **Set-up and test times**
 
