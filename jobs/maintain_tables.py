@@ -18,7 +18,6 @@ up) and VACUUM that never deletes a file a registered training run still needs.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import sys
@@ -30,7 +29,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import date_arg
+from jobs.cli import date_arg, job_parser
 from jobs.delta_io import LOADER_LAYOUT, table_exists
 from jobs.runner import Summary, run_job
 from loader.pins import active_pins, pins_location
@@ -57,10 +56,7 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    p = argparse.ArgumentParser(
-        prog="maintain_tables", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="warehouse root (path or URI)")
+    p = job_parser("maintain_tables", __doc__, with_date=False)
     p.add_argument("--date", type=date_arg, default=None, help="the scheduler's day (logged only)")
     p.add_argument("--tables", nargs="*", default=list(ALL_TABLES), choices=list(ALL_TABLES))
     p.add_argument("--optimize", action="store_true", help="compact (and purge deletion vectors)")

@@ -10,14 +10,13 @@ previous published partition:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 
 from deltalake import DeltaTable
 
-from jobs.cli import date_arg
+from jobs.cli import job_parser
 from jobs.object_store import ObjectStoreError, check_access, is_remote, storage_options_for, to_arrow_uri
 from jobs.runner import Summary
 from schemas import ALL_TABLES, DEFAULT_WAREHOUSE, TableContract
@@ -48,11 +47,7 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    p = argparse.ArgumentParser(
-        prog="partitions", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="warehouse root (default: %(default)s)")
-    p.add_argument("--date", required=True, type=date_arg, help="the partition to look for, YYYY-MM-DD")
+    p = job_parser("partitions", __doc__)
     p.add_argument(
         "tables", nargs="+", choices=sorted(ALL_TABLES), help="tables that must hold the partition"
     )
