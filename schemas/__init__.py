@@ -9,6 +9,7 @@ from .quarantine import QUARANTINE
 from .request_samples import REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING
 from .request_samples_compact import REQUEST_SAMPLES_COMPACT
 from .user_actions import USER_ACTIONS
+from .user_day_samples import USER_DAY_SAMPLES, USER_DAY_SAMPLES_STAGING
 from .user_history import USER_HISTORY
 from .user_summaries import USER_SUMMARIES
 
@@ -24,6 +25,8 @@ ALL_TABLES: dict[str, TableContract] = {
         QUARANTINE,
         USER_SUMMARIES,
         REQUEST_SAMPLES_COMPACT,
+        USER_DAY_SAMPLES,
+        USER_DAY_SAMPLES_STAGING,
     )
 }
 
@@ -39,6 +42,8 @@ __all__ = [
     "REQUEST_SAMPLES_COMPACT",
     "REQUEST_SAMPLES_STAGING",
     "USER_ACTIONS",
+    "USER_DAY_SAMPLES",
+    "USER_DAY_SAMPLES_STAGING",
     "USER_HISTORY",
     "USER_SUMMARIES",
     "Column",
