@@ -12,12 +12,17 @@ PIP_FLAGS := --disable-pip-version-check --progress-bar off
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 
-.PHONY: demo test test-all setup setup-airflow s3a-jars py-files lint typecheck pytest airflow-test clean
+.PHONY: demo demo-cluster test test-all setup setup-airflow s3a-jars py-files lint typecheck pytest airflow-test clean
 
 SCALE ?= default
 
 demo: setup
 	$(PY) -m demo --scale $(SCALE) $(DEMO_ARGS)
+
+# The same demo on a local standalone cluster (a master and two worker JVMs, scripts/spark_cluster.sh)
+# with the warehouse on s3proxy (s3a://), both started and stopped by demo/cluster.py; the same report.
+demo-cluster: setup py-files
+	$(PY) -m demo.cluster --scale $(SCALE) $(DEMO_ARGS)
 
 # Two steps at a time: the two environments install side by side (pip is mostly one core and
 # disk), then pytest runs beside the Airflow suite, whose spark-submits spend much of their time
@@ -65,11 +70,11 @@ $(JARS_DIR)/.s3a-fetched: scripts/s3a-jars-pom.xml scripts/fetch_s3a_jars.sh
 	touch $@
 
 # The project's packages as one zip for spark-submit --py-files on a cluster (the DAG's
-# spark_py_files param): executors import pipelines/, schemas/ and jobs/ from it.
+# spark_py_files param): executors import pipelines/, schemas/, storage/ and jobs/ from it.
 PY_FILES := dist/rlb-pipeline.zip
 py-files: $(PY_FILES)
 
-PY_PACKAGES := schemas pipelines jobs loader trainer synthetic
+PY_PACKAGES := schemas pipelines jobs storage loader trainer synthetic
 $(PY_FILES): scripts/build_py_files.py $(shell find $(PY_PACKAGES) -name '*.py' 2>/dev/null)
 	@$(PY) scripts/build_py_files.py $@ $(PY_PACKAGES)
 

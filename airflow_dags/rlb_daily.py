@@ -132,11 +132,12 @@ with DAG(
     inputs_ready = BashSensor(
         task_id="wait_for_inputs",
         bash_command=(
-            f"{{{{ params.project_python }}}} -m jobs.partitions --warehouse {WAREHOUSE} --date {DATE} "
-            "impressions user_actions"
+            f"PYTHONPATH={PROJECT_ROOT} {{{{ params.project_python }}}} -m jobs.partitions "
+            f"--warehouse {WAREHOUSE} --date {DATE} impressions user_actions"
         ),
         retry_exit_code=SENSOR_EXIT_MISSING,
-        env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        # No env=: the check inherits the worker's environment, as the spark-submits do, so an
+        # s3a:// warehouse finds its AWS_* variables (a template field would show their values).
         mode="reschedule",
         poke_interval=600,
         timeout=int(timedelta(hours=20).total_seconds()),
@@ -157,6 +158,21 @@ with DAG(
         retries=0,
     )
     publish = spark_step("publish", "publish.py")
+    # History once per user-day (docs/user-day-samples.md): built from the published
+    # request_samples of D, gated (its rows must imply exactly those requests) and published the same way.
+    user_days = spark_step("build_user_day_samples", "build_user_day_samples.py")
+    user_day_gate = spark_step(
+        "validate_user_day_samples",
+        "validate.py",
+        "--table",
+        "user_day_samples",
+        "--l-max",
+        "{{ params.l_max }}",
+        "--thresholds-json",
+        "{{ params.gate_thresholds | tojson }}",
+        retries=0,
+    )
+    user_day_publish = spark_step("publish_user_day_samples", "publish.py", "--table", "user_day_samples")
 
     @task.short_circuit(task_id="vista_enabled")
     def vista_enabled(**context: object) -> bool:
@@ -186,6 +202,7 @@ with DAG(
     )
 
     inputs_ready >> history >> samples >> gate >> publish >> vista_enabled() >> summarize >> compact
+    publish >> user_days >> user_day_gate >> user_day_publish
 
     @task.short_circuit(task_id="maintenance_day")
     def maintenance_day(**context: object) -> bool:
@@ -196,6 +213,6 @@ with DAG(
         return bool(params["maintain_tables"]) or datetime.fromisoformat(day).weekday() == 6
 
     # OPTIMIZE (REORG ... PURGE on user_history) and VACUUM keeping every pinned training version
-    # (jobs/maintain_tables.py); after publish, so it never races the day's writes.
+    # (jobs/maintain_tables.py); after both publishes, so it never races the day's writes.
     maintain = spark_step("maintain_tables", "maintain_tables.py", "--optimize", "--vacuum")
-    publish >> maintenance_day() >> maintain
+    user_day_publish >> maintenance_day() >> maintain

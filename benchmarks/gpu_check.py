@@ -12,7 +12,12 @@ Made for a short, one-shot lease of a GPU machine (a few minutes): it writes its
     the share of wall time spent waiting for the next batch (near 0: the loader keeps up), peak
     device memory, and that the loss is finite and falls;
 (c) one forward/backward step on the longest histories (evaluation mode, up to --l-max): time and
-    peak memory, the shape a 10,000-event ranker must handle.
+    peak memory, the shape a 10,000-event ranker must handle;
+(d) MRLB (trainer/mrlb.py): STCA with history_time="bias" trained on whole user-days of a
+    synthetic `user_day_samples` table (loader.UserDayLoader, grouped output) under bf16 autocast
+    on CUDA (fp32 on CPU, where autocast is off): steps/s, requests/s, window and history tokens/s,
+    that the loss is finite and falls, and that MRLB's loss on the first batch equals RLB's on the
+    same requests (relative tolerance 2e-2 under bf16, 1e-5 in fp32).
 
 `python -m benchmarks.trainer` adds bf16 MFU at fixed shapes (its case c).
 
@@ -31,6 +36,7 @@ import argparse
 import math
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +44,19 @@ import torch
 
 from benchmarks.common import RESULTS, write_result
 from benchmarks.loader import one_epoch
-from loader import LengthSampling, LoaderConfig, RequestLoader
+from loader import (
+    GroupedBatch,
+    LengthSampling,
+    LoaderConfig,
+    RequestLoader,
+    UserDayLoader,
+    UserDayLoaderConfig,
+)
 from schemas.constants import DEFAULT_L_MAX
 from synthetic.tables import SyntheticSamples, write_synthetic_samples
+from synthetic.user_days import SyntheticUserDays, write_synthetic_user_days
 from trainer.config import STCAConfig
+from trainer.mrlb import MRLB
 from trainer.registry import build_model
 from trainer.train import autocast
 
@@ -166,6 +181,61 @@ def longest_step(
             "peak_mib": peak_mib(device), "loss_finite": math.isfinite(float(loss.detach()))}
 
 
+def mrlb_training(
+    table: str, cfg: UserDayLoaderConfig, model_config: STCAConfig, steps: int, device: torch.device
+) -> dict[str, Any]:
+    """(d): MRLB steps fed by the user-day loader's grouped batches, and MRLB vs RLB on one batch."""
+    torch.manual_seed(0)
+    model = build_model("stca", replace(model_config, history_time="bias")).to(device)
+    net = MRLB(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loader = UserDayLoader(table, cfg)
+    first: GroupedBatch | None = None
+    losses: list[float] = []
+    seconds = 0.0
+    requests = tokens = window_tokens = 0
+    warmup = min(3, max(0, steps - 1))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    while len(losses) < steps + warmup:
+        for batch in loader:
+            assert isinstance(batch, GroupedBatch)
+            first = first or batch
+            t0 = time.perf_counter()
+            with autocast(device):
+                _, loss = net(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))  # a sync
+            if len(losses) > warmup:
+                seconds += time.perf_counter() - t0
+                requests, tokens = requests + batch.size, tokens + batch.num_history_tokens
+                window_tokens += batch.num_window_tokens
+            if len(losses) == steps + warmup:
+                break
+    loader.close()
+    assert first is not None
+    with torch.no_grad(), autocast(device):
+        mrlb_loss = float(net(first)[1])
+        rlb_loss = float(model(first.to_request_batch(), "rlb")[1])
+    timed = losses[warmup:]
+    k = max(1, len(timed) // 5)
+    tolerance = 2e-2 if device.type == "cuda" else 1e-5
+    return {
+        "steps": len(timed), "user_days_per_batch": cfg.batch_size, "seconds": round(seconds, 3),
+        "autocast": "bf16" if device.type == "cuda" else "off (CPU)",
+        "steps_per_s": round(len(timed) / seconds, 2), "requests_per_s": round(requests / seconds, 1),
+        "history_tokens_per_s": round(tokens / seconds),
+        "window_tokens_per_s": round(window_tokens / seconds),
+        "loss_first": round(sum(timed[:k]) / k, 4), "loss_last": round(sum(timed[-k:]) / k, 4),
+        "loss_finite": all(math.isfinite(v) for v in losses), "peak_mib": peak_mib(device),
+        "first_batch_loss": {"mrlb": mrlb_loss, "rlb": rlb_loss, "relative_tolerance": tolerance},
+        "mrlb_matches_rlb": abs(mrlb_loss - rlb_loss) <= tolerance * abs(rlb_loss),
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(
         prog="benchmarks.gpu_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -195,6 +265,10 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--layers", type=int, default=2, help="STCA layers (default: %(default)s)")
     p.add_argument("--item-buckets", type=int, default=STCAConfig.item_buckets,
                    help="rows of the item embedding table (default: %(default)s)")
+    p.add_argument("--user-days", type=int, default=800,
+                   help="(d) synthetic user-days per date, 2 dates, ~5 requests each (default: %(default)s)")
+    p.add_argument("--mrlb-batch-size", type=int, default=16,
+                   help="(d) user-days per MRLB batch (default: %(default)s)")  # fmt: skip
     p.add_argument(
         "--workdir", default=".cache/gpu-check", help="scratch folder for the table (deleted first)"
     )
@@ -234,15 +308,25 @@ def main(argv: list[str] | None = None) -> Path:
     result["b_fed_training"] = fed_training(table, train_cfg, model_config, args.steps, device)
     print("(c) one step on the longest histories ...", flush=True)
     result["c_longest_step"] = longest_step(table, min(args.batch_size, 32), model_config, device)
-    b = result["b_fed_training"]
+    print("(d) MRLB training on user-days ...", flush=True)
+    user_days = str(Path(args.workdir) / "user_day_samples")
+    write_synthetic_user_days(user_days, None, SyntheticUserDays(
+        num_users=args.user_days, dates=("2026-01-01", "2026-01-02"), l_max=args.l_max,
+        mean_hist=min(2_000.0, args.l_max / 4), rows_per_group=max(8, args.user_days // 16),
+    ))  # fmt: skip
+    grouped_cfg = UserDayLoaderConfig(batch_size=args.mrlb_batch_size, seed=1, length_sampling=sampling,
+                                      workers=args.workers, device=str(device), output="groups")  # fmt: skip
+    result["d_mrlb"] = mrlb_training(user_days, grouped_cfg, model_config, args.steps, device)
+    b, mrlb = result["b_fed_training"], result["d_mrlb"]
     result["checks"] = {
-        "loss_finite": b["loss_finite"] and result["c_longest_step"]["loss_finite"],
+        "loss_finite": b["loss_finite"] and result["c_longest_step"]["loss_finite"] and mrlb["loss_finite"],
         "loss_falls": b["loss_last"] < b["loss_first"],
         "loader_keeps_up": result["a_loader_to_device"]["tokens_per_s"] > b["history_tokens_per_s"],
+        "mrlb_matches_rlb": mrlb["mrlb_matches_rlb"],
     }
     out = args.out or RESULTS / ("gpu_check.json" if device.type == "cuda" else "gpu_check-cpu.json")
     path = write_result("gpu_check", result, out)
-    for key in ("a_loader_to_device", "b_fed_training", "c_longest_step", "checks"):
+    for key in ("a_loader_to_device", "b_fed_training", "c_longest_step", "d_mrlb", "checks"):
         print(f"{key}: {result[key]}")
     print(f"wrote {path}")
     return path

@@ -24,9 +24,9 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from benchmarks.common import write_result
-from jobs.object_store import S3Settings, local_s3_server
 from loader import LoaderConfig, RequestLoader, resolve_snapshot
 from loader.petastorm_io import _remote_filesystem
+from storage.object_store import S3Settings, local_s3_server
 from synthetic.tables import SyntheticSamples, write_synthetic_samples
 
 SIZE = SyntheticSamples(num_requests=2_500, dates=("2026-01-01", "2026-01-02"), rows_per_group=250)

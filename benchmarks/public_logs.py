@@ -39,7 +39,8 @@ from jobs import build_request_samples, import_public_logs
 from jobs.cli import previous_day
 from jobs.runner import run_job
 from jobs.spark_session import get_spark
-from pipelines.public_logs import MOVIELENS
+from pipelines.mind import MIND
+from pipelines.public_logs import MOVIELENS, LogFormat
 from schemas import IMPRESSIONS, REQUEST_SAMPLES, USER_ACTIONS
 from schemas.constants import DEFAULT_L_MAX, MINUTE_MS, day_start_ms
 from trainer.config import STCAConfig
@@ -48,6 +49,7 @@ from trainer.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 ML100K = ROOT.parent / "shared" / "data" / "ml-100k"
+MIND_SAMPLE = ROOT.parent / "shared" / "data" / "mind-small-sample"
 RESULTS = ROOT / "benchmarks" / "results"
 QUANTILES = (0.5, 0.9, 0.99)
 # Small, as benchmarks/quality.py's: 1,682 movies get their own rows (few collisions), 19 genres
@@ -56,6 +58,23 @@ QUANTILES = (0.5, 0.9, 0.99)
 MODEL = {"d": 32, "heads": 2, "layers": 2, "id_dim": 32, "head_hidden": 64,
          "item_buckets": 4096, "author_buckets": 64, "user_buckets": 1}  # fmt: skip
 TASKS = ("finish", "like", "skip")  # the labels the MovieLens mapping fills (comment, share, follow stay 0)
+
+
+@dataclass(frozen=True)
+class LogSource:
+    """A real log the benchmarks import: its name in result files, the importer's --format, the
+    log and item file names inside its folder, and the default first evaluation day (the cut)."""
+
+    name: str
+    fmt: LogFormat
+    log_file: str
+    items_file: str
+    cut: str
+
+
+ML100K_SOURCE = LogSource("ml-100k", MOVIELENS, "u.data", "u.item", "1998-03-01")
+# MIND-small's window is 2019-11-09..14 (UTC days of its local times): four days train, two evaluate.
+MIND_SOURCE = LogSource("mind", MIND, "behaviors.tsv", "news.tsv", "2019-11-13")
 
 
 @dataclass(frozen=True)
@@ -149,13 +168,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def import_ml100k(spark: SparkSession, wh: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The import job's summary, `seconds` included (run_job times it as spark-submit would)."""
+def import_log(
+    spark: SparkSession,
+    wh: str,
+    source: LogSource,
+    folder: str | Path,
+    session_gap_minutes: float = 30.0,
+    max_targets: int = 0,
+) -> dict[str, Any]:
+    """The import job's summary for `source`'s files in `folder`, `seconds` included (run_job
+    times it as spark-submit would). The session gap and page size apply to interaction logs only."""
+    for name in (source.log_file, source.items_file):
+        if not (Path(folder) / name).is_file():
+            raise FileNotFoundError(f"{source.name}: no {name} in {Path(folder).resolve()}; pass its folder")
     job = import_public_logs.Args(
-        fmt=MOVIELENS, inputs=(f"{args.data}/u.data",), warehouse=wh, items=f"{args.data}/u.item",
-        session_gap_ms=round(args.session_gap_minutes * MINUTE_MS), max_targets=args.max_targets,
+        fmt=source.fmt, inputs=(f"{folder}/{source.log_file}",), warehouse=wh,
+        items=f"{folder}/{source.items_file}", session_gap_ms=round(session_gap_minutes * MINUTE_MS),
+        max_targets=max_targets,
     )  # fmt: skip
     return run_job("import_public_logs", import_public_logs.run, job, spark)
+
+
+def import_ml100k(spark: SparkSession, wh: str, args: argparse.Namespace) -> dict[str, Any]:
+    return import_log(spark, wh, ML100K_SOURCE, args.data, args.session_gap_minutes, args.max_targets)
+
+
+def build_samples(spark: SparkSession, wh: str, summary: dict[str, Any], l_max: int) -> str:
+    """Builds request_samples for every day of an import in one --to-date pass (no state before its
+    first day: every event is inside the imported range); returns the table's location."""
+    first, last = summary["dates"]
+    backfill = build_request_samples.Args(
+        date=first, to_date=last, warehouse=wh, l_max=l_max, allow_no_state=True, output=REQUEST_SAMPLES,
+    )  # fmt: skip
+    build_request_samples.run(spark, backfill)
+    return REQUEST_SAMPLES.location(wh)
 
 
 def request_stats(
@@ -172,7 +218,7 @@ def request_stats(
     )
     hist = before.select(F.least(F.coalesce("n", F.lit(0)), F.lit(args.l_max)).alias("hist_len")).persist()
     return {
-        "dataset": "ml-100k",
+        "dataset": args.dataset if "dataset" in args else ML100K_SOURCE.name,
         "session_gap_minutes": args.session_gap_minutes,
         "max_targets": args.max_targets,
         "l_max": args.l_max,
@@ -215,30 +261,57 @@ def split_counts(spark: SparkSession, table: str, split: TimeSplit) -> dict[str,
     return out
 
 
+def train_run(
+    table: str,
+    split: TimeSplit,
+    out: str | Path,
+    model: str,
+    args: argparse.Namespace,
+    length_mean: float | None,
+    model_config: dict[str, int] = MODEL,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Trains `model` on the split's training days with this benchmark's settings (args.steps,
+    batch_size, lr, length_max, eval_lengths) and evaluates it on its held-out days; length_mean
+    None trains on full histories. Returns train()'s metrics (predictions saved in `out`)."""
+    lengths = tuple(int(n) for n in args.eval_lengths.split(","))
+    cfg = TrainConfig(table=table, out=str(out), model=model,
+                      train_to=split.train_to, eval_date=split.eval_from, eval_to=split.eval_to,
+                      steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=20, length_min=16,
+                      length_max=args.length_max, length_mean=length_mean, eval_lengths=lengths,
+                      eval_batch_size=args.batch_size, checkpoint_every=10**9, device="cpu",
+                      model_config=STCAConfig.from_dict(model_config), seed=seed)  # fmt: skip
+    return train(cfg)
+
+
+def run_summary(run: dict[str, Any], tasks: tuple[str, ...] = TASKS) -> dict[str, Any]:
+    """A run's AUC / GAUC per task and length, each with its 95% user-bootstrap interval under
+    <metric>_ci (a metric the task lacks, e.g. without positives, is absent, never NaN), its
+    warnings (the history-collapse alarm), training seconds and last loss."""
+    out: dict[str, Any] = {
+        task: {
+            key: {n: _rounded(m[task][key]) for n, m in _by_length(run["eval"]) if key in m[task]}
+            for metric in ("auc", "gauc") for key in (metric, f"{metric}_ci")
+        }
+        for task in tasks
+    }  # fmt: skip
+    out["warnings"] = run["warnings"]
+    out["train_seconds"] = run["train"]["seconds"]
+    out["loss_last_10"] = round(run["train"]["loss_last_10"], 4)
+    return out
+
+
+def _by_length(per_length: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(length, metrics) in increasing length (a metrics.json read back has its keys sorted as text)."""
+    return sorted(per_length.items(), key=lambda kv: int(kv[0]))
+
+
 def compare_models(table: str, split: TimeSplit, args: argparse.Namespace) -> dict[str, Any]:
     """Trains each of --models on the training days and evaluates it on the held-out days."""
-    lengths = tuple(int(n) for n in args.eval_lengths.split(","))
     out: dict[str, Any] = {}
     for model in [m for m in args.models.split(",") if m]:
-        cfg = TrainConfig(table=table, out=str(Path(args.workdir) / "runs" / model), model=model,
-                          train_to=split.train_to, eval_date=split.eval_from, eval_to=split.eval_to,
-                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=20, length_min=16,
-                          length_max=args.length_max, length_mean=args.length_mean, eval_lengths=lengths,
-                          eval_batch_size=args.batch_size, checkpoint_every=10**9, device="cpu",
-                          model_config=STCAConfig.from_dict(MODEL))  # fmt: skip
-        run = train(cfg)
-        # Each AUC / GAUC with its 95% user-bootstrap interval under <metric>_ci; a metric the task
-        # lacks (no positives) is absent, never NaN.
-        out[model] = {
-            task: {
-                key: {n: _rounded(m[task][key]) for n, m in run["eval"].items() if key in m[task]}
-                for metric in ("auc", "gauc") for key in (metric, f"{metric}_ci")
-            }
-            for task in TASKS
-        }  # fmt: skip
-        out[model]["warnings"] = run["warnings"]
-        out[model]["train_seconds"] = run["train"]["seconds"]
-        out[model]["loss_last_10"] = round(run["train"]["loss_last_10"], 4)
+        run = train_run(table, split, Path(args.workdir) / "runs" / model, model, args, args.length_mean)
+        out[model] = run_summary(run)
         print(model, json.dumps(out[model]), flush=True)
     # A win is a win only when the paired bootstrap interval of the difference excludes 0.
     runs = Path(args.workdir) / "runs"
@@ -276,23 +349,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         shutil.rmtree(args.workdir, ignore_errors=True)
         summary = import_ml100k(spark, wh, args)
         _write(name, request_stats(spark, wh, summary, args))
-        first, last = summary["dates"]
-        backfill = build_request_samples.Args(
-            date=first,
-            to_date=last,
-            warehouse=wh,
-            l_max=args.l_max,
-            allow_no_state=True,
-            output=REQUEST_SAMPLES,
-        )
-        build_request_samples.run(spark, backfill)
+        build_samples(spark, wh, summary, args.l_max)
         built.write_text(json.dumps(summary))
     build_seconds = None if args.reuse else round(time.perf_counter() - t0, 1)
     summary = json.loads(built.read_text())
     split = TimeSplit.at(args.cut, *summary["dates"])
     table = REQUEST_SAMPLES.location(wh)
     result = {
-        "dataset": "ml-100k",
+        "dataset": ML100K_SOURCE.name,
         "args": vars(args),
         "model_config": MODEL,
         "split": {

@@ -68,6 +68,17 @@ def _r(label: str, *cells: str, fmt: str | tuple[str, ...] = "{:,}") -> Row:
     return Row(label, cells, fmt)
 
 
+def _gate_rows() -> tuple[Row, ...]:
+    formats = ("boolean_only", "basic_no_examples", "basic", "summary")
+    per_format = (
+        ("GX seconds: BOOLEAN_ONLY / BASIC, no examples / BASIC / SUMMARY", "gx_seconds_median", "{:.2f}"),
+        ("whole validate seconds, same order", "validate_seconds_median", "{:.2f}"),
+        ("Data Docs tracebacks per run, same order", "data_docs_tracebacks", "{:,}"),
+    )
+    rows = [_r(what, *(f"results.formats.{f}.{k}" for f in formats), fmt=fmt) for what, k, fmt in per_format]
+    return (*rows, _r("rows of the day", "results.rows"))
+
+
 def _lengths(prefix: str, keys: Sequence[str], suffix: str = "") -> tuple[str, ...]:
     return tuple(f"{prefix}.{k}{suffix}" for k in keys)
 
@@ -188,6 +199,27 @@ short (a 16-event suffix already is the whole history of many requests), most ev
 have none, and the signal is mostly the movie itself. Batches stay at 8 requests because a batch
 pads to its largest request (hundreds of targets) and DIN builds a (batch, targets, events, 64)
 tensor."""
+
+_LENGTH_STUDY_ABOUT = """\
+STCA, DIN and mean pooling on ml-100k and the MIND sample against the inference length, with
+95% user-bootstrap intervals, and STCA trained on sampled lengths against full histories
+(`benchmarks/length_study.py`, the pipeline of `benchmarks/public_logs.py`). Headline: finish AUC
+at 16 events and at full length; every length, GAUC, the paired differences, the evidence and
+the charts are on [length-study.md](length-study.md), generated from the same file."""
+
+
+def _length_study_rows() -> tuple[Row, ...]:
+    rows = []
+    names = {"stca": "STCA", "stca_full": "STCA full-length training", "din": "DIN",
+             "mean_pool": "mean pooling"}  # fmt: skip
+    for ds, title in (("ml-100k", "ml-100k"), ("mind", "MIND")):
+        for model in names:
+            name = names[model]
+            prefix = f"datasets.{ds}.runs.{model}.finish"
+            rows.append(_r(f"{title}, {name}: finish AUC [95% CI] at 16 / full",
+                           *_with_ci(prefix, "auc", ("16", "10000")), fmt="{:.3f}"))  # fmt: skip
+    return tuple(rows)
+
 
 _LS = "length_scaling.rows"
 _RLB = "rlb_vs_pointwise"
@@ -506,10 +538,133 @@ def _public_logs_quality_rows() -> tuple[Row, ...]:
     return tuple(rows)
 
 
+_USER_DAY_LOADER_ABOUT = """\
+`UserDayLoader` with per-request output (the same `RequestBatch`es) against `RequestLoader` on
+the same requests, in one run (`benchmarks/user_day_loader.py`): a synthetic `user_day_samples`
+table and the `request_samples` table holding the same requests (`synthetic/user_days.py`; the
+demo's default scale: 1,500 users x 3 days, about 5 requests per user-day, histories up to 10k).
+The user-day loader decodes each day's window once and slices the requests' histories out of it;
+both then collate the same padded tensors. Goal: at least 2.5x the request loader's delivered
+history tokens/s. (e) is the grouped output for MRLB: the history tokens its requests read and
+the window tokens it delivers (each event once per user-day)."""
+
+
+def _user_day_loader_rows() -> tuple[Row, ...]:
+    cases = (
+        ("a_request_loader_eval", "(a) RequestLoader, evaluation, full history"),
+        ("b_user_day_loader_eval", "(b) UserDayLoader, evaluation, full history"),
+        ("c_request_loader_train", "(c) RequestLoader, training, Beta lengths"),
+        ("d_user_day_loader_train", "(d) UserDayLoader, training, Beta lengths"),
+        ("e_user_day_loader_grouped_train", "(e) UserDayLoader grouped, training"),
+    )
+    rows = [
+        _r("requests / user-days", "requests", "user_days"),
+        _r("events stored: request_samples / user_day_samples",
+           "stored_events.request_samples_events", "stored_events.user_day_samples_events"),
+    ]  # fmt: skip
+    for key, label in cases:
+        rows.append(
+            _r(f"{label}: history tokens/s, best / median epoch",
+               f"results.{key}.tokens_per_s", f"results.{key}.history_tokens / results.{key}.median_seconds",
+               fmt=("{:,}", "{:,.0f}"))
+        )  # fmt: skip
+    rows += [
+        _r("(e) window tokens delivered / history tokens read per epoch",
+           "results.e_user_day_loader_grouped_train.window_tokens",
+           "results.e_user_day_loader_grouped_train.history_tokens"),
+        _r("evaluation: (b) / (a) tokens/s, best / median", "ratios.eval_tokens_per_s",
+           "ratios.eval_median_seconds", fmt="{:.2f}x"),
+        _r("training: (d) / (c) tokens/s, best / median", "ratios.train_tokens_per_s",
+           "ratios.train_median_seconds", fmt="{:.2f}x"),
+    ]  # fmt: skip
+    return tuple(rows)
+
+
 # One entry per results file (by file name), in page order.
+_MRLB_ABOUT = (
+    "MRLB vs RLB on the same requests (trainer/mrlb.py; docs/training.md, \"MRLB\"): STCA with "
+    "history_time=\"bias\", d = 256, 2 layers, m = 8 targets, 10 requests per step, k per user-day, "
+    "each request exactly L events, 8 new events between two requests of a day; one torch thread, "
+    "best of 2 interleaved steps after a warm-up. A whole step is forward, backward and AdamW; the "
+    "history side is the event embedding and both layers' history transforms alone (forward and "
+    "backward), over the requests' histories (RLB) or the user-day windows (MRLB). Goal: history "
+    "side >= 0.6 k x for k <= 5. The rest of an MRLB step (`mrlb_rest_ms`, and the profile of the "
+    "k = 10 rows) is the per-request side: queries, age bias, attention over the window, head, "
+    "AdamW."
+)
+_MRLB_CASES = tuple((length, k) for length in (2000, 10000) for k in (1, 2, 5, 10))
+
+
+def _mrlb_rows() -> tuple[Row, ...]:
+    rows: list[Row] = []
+    for i, (length, k) in enumerate(_MRLB_CASES):
+        at = f"mrlb_vs_rlb.rows.{i}"
+        rows.append(_r(f"L = {length:,}, k = {k}: requests/s MRLB / RLB", f"{at}.requests_per_s_mrlb",
+                       f"{at}.requests_per_s_rlb", fmt="{:.2f}"))  # fmt: skip
+        rows.append(_r(f"L = {length:,}, k = {k}: speed-up whole step / history side", f"{at}.step_speedup",
+                       f"{at}.history_speedup", fmt="{:.2f}x"))  # fmt: skip
+    return tuple(rows)
+
+
 SPECS: dict[str, Spec] = {
     "build.json": Spec(
         "build_request_samples, quick size", _BUILD_ABOUT, "python -m benchmarks.build --quick", _build_rows()
+    ),
+    "user_day_storage.json": Spec(
+        "user_day_samples vs request_samples: history bytes and build time",
+        "History bytes on disk (zstd, `hist_*` columns) of `user_day_samples` against "
+        "`request_samples` for the same requests (`benchmarks/user_day_storage.py`; layout in "
+        "[user-day-samples.md](user-day-samples.md)): one generated day at SyntheticConfig's default "
+        "scale (L_max = 10k), and every day of MovieLens 100k through the importer. The user-day "
+        "side is counted with its per-request offsets (`hist_start`, `hist_end`). Goal at the "
+        "default scale: at most 0.33x. Events stored shrink far more than bytes: request_samples "
+        "keeps a user's requests in adjacent rows, so zstd already folds part of their repeated "
+        "histories, while a window has nothing left to fold. Build time: both jobs on the same day, "
+        "the user-day job reading the request_samples the other wrote.",
+        "python -m benchmarks.user_day_storage",
+        (
+            _r(
+                "synthetic: users / user-days / requests",
+                "synthetic.config.num_users",
+                "synthetic.storage.user_days",
+                "synthetic.storage.requests",
+            ),
+            _r("synthetic: requests per user-day", "synthetic.requests_per_user_day", fmt="{:.2f}"),
+            _r(
+                "synthetic: history events stored, request_samples / user-day windows",
+                "synthetic.jobs.build_user_day_samples.request_history_events",
+                "synthetic.jobs.build_user_day_samples.window_events",
+            ),
+            _r(
+                "synthetic: history bytes, request_samples / user_day_samples (+ offsets)",
+                "synthetic.storage.request_samples_history_bytes",
+                "synthetic.storage.user_day_history_bytes",
+                "synthetic.storage.user_day_offset_bytes",
+            ),
+            _r(
+                "synthetic: user-day / request history bytes, with offsets (goal <= 0.33x)",
+                "synthetic.storage.history_with_offsets_ratio",
+                fmt="{:.3f}x",
+            ),
+            _r("synthetic: table bytes, user-day / request", "synthetic.storage.total_ratio", fmt="{:.3f}x"),
+            _r(
+                "build seconds: build_request_samples / build_user_day_samples",
+                "synthetic.build_seconds.build_request_samples",
+                "synthetic.build_seconds.build_user_day_samples",
+                fmt="{:.1f}",
+            ),
+            _r(
+                "MovieLens 100k: user-days / requests",
+                "movielens_100k.user_days",
+                "movielens_100k.requests",
+            ),
+            _r("MovieLens 100k: requests per user-day", "movielens_100k.requests_per_user_day", fmt="{:.2f}"),
+            _r(
+                "MovieLens 100k: user-day / request history bytes, with offsets",
+                "movielens_100k.history_with_offsets_ratio",
+                fmt="{:.3f}x",
+            ),
+        ),
     ),
     "build-large.json": Spec(
         "build_request_samples, large size",
@@ -547,11 +702,23 @@ SPECS: dict[str, Spec] = {
         "python -m benchmarks.loader --quick",
         _loader_rows(),
     ),
+    "user_day_loader.json": Spec(
+        "User-day loader vs request loader: delivered history tokens/s",
+        _USER_DAY_LOADER_ABOUT,
+        "python -m benchmarks.user_day_loader",
+        _user_day_loader_rows(),
+    ),
     "trainer-quick.json": Spec(
         "Trainer: RLB and STCA",
         _TRAINER_ABOUT,
         "python -m benchmarks.trainer --quick --threads 1",
         _trainer_rows(),
+    ),
+    "trainer-mrlb.json": Spec(
+        "Trainer: MRLB vs RLB",
+        _MRLB_ABOUT,
+        "python -m benchmarks.trainer --only mrlb --threads 1 --d 256 --warmup 1 --repeats 2",
+        _mrlb_rows(),
     ),
     "vista-quick.json": Spec(
         "VISTA summaries, quick run",
@@ -590,6 +757,23 @@ SPECS: dict[str, Spec] = {
         "python -m benchmarks.public_logs --models stca,mean_pool,din",
         _public_logs_quality_rows(),
     ),
+    "length_study.json": Spec(
+        "Length study: longer histories on real logs",
+        _LENGTH_STUDY_ABOUT,
+        "python -m benchmarks.length_study",
+        _length_study_rows(),
+    ),
+    "gate.json": Spec(
+        "Quality gate: what GX's result formats cost",
+        "`jobs/validate.py` over one demo-sized day (1,500 users, histories up to 10k, one request "
+        "day, every suite passing), per GX result format: median seconds of the GX part "
+        "(`run_suites`, Data Docs included) and of the whole validate run, after a warm-up round, "
+        "and the Data Docs rendering errors GX logged per run. BOOLEAN_ONLY results carry no "
+        "observed values, and rendering them fails with KeyError 'observed_value'; validate runs "
+        "BASIC without example values (`GATE_FORMAT`), and SUMMARY again only for a failed suite.",
+        "python -m benchmarks.gate",
+        _gate_rows(),
+    ),
     "object_store.json": Spec(
         "Loader from object storage (s3proxy) vs local disk",
         "RequestLoader evaluation epochs (file order, full histories) over one pinned table, read "
@@ -620,6 +804,26 @@ SPECS: dict[str, Spec] = {
             ),
         ),
     ),
+    **{
+        f"demo-cluster-{scale}.json": Spec(
+            f"`make demo-cluster` vs `make demo`, {scale} scale",
+            "The demo once on the local standalone cluster (a master and two 1-core worker JVMs) with "
+            "the warehouse on s3proxy (`s3a://`), once in-process (`local[2]`) on a local warehouse, "
+            "one after the other on the same cores (docs/cluster.md). Both share the machine, so the "
+            "ratio is what the cluster layout costs on one machine (separate JVMs, executors per "
+            "stage, HTTP to the store), not a speed-up; the note says what else ran meanwhile.",
+            f"python -m benchmarks.demo_cluster --scale {scale}",
+            (
+                _r("wall seconds: make demo / make demo-cluster", "local.wall_seconds",
+                   "cluster.wall_seconds", fmt="{:,.0f}"),
+                _r("demo seconds (summary.json): local / cluster", "local.demo_seconds",
+                   "cluster.demo_seconds", fmt="{:,.0f}"),
+                _r("cluster / local, wall", "ratio_cluster_over_local_wall", fmt="{:.2f}x"),
+                _r("requests published: local / cluster", "local.requests", "cluster.requests"),
+            ),
+        )  # fmt: skip
+        for scale in ("tiny", "default")
+    },
 }
 
 _HEADER = f"""\

@@ -5,10 +5,16 @@
 (b) forward+backward time and peak memory of STCA vs full self-attention over [history; target]
     at L = 1k .. 10k (targets: >= 20x at 10k; STCA time(10k) / time(1k) <= 11);
 (c) CUDA only: bf16 autocast training throughput and model FLOPs utilization (matmul FLOPs counted
-    analytically, see `stca_flops`).
+    analytically, see `stca_flops`);
+(mrlb) MRLB vs RLB on the same requests (trainer/mrlb.py, STCA with history_time="bias"): training
+    step throughput in requests/s and the history side alone (event embedding + every layer's
+    history transform, forward+backward) for k requests per user-day, at each L (goal: history
+    side >= 0.6 k x faster for k <= 5), and where the rest of an MRLB step goes. Not in the
+    default --only: it has its own results file.
 
     python -m benchmarks.trainer --quick          # CPU here, a few minutes -> results/trainer-quick.json
     python -m benchmarks.trainer                  # larger sizes (and (c) on CUDA) -> results/trainer.json
+    python -m benchmarks.trainer --only mrlb --threads 1   # -> results/trainer-mrlb[-cuda].json
 
 Every knob has a flag; the seed is fixed; each measurement warms up first and reports the median.
 On CPU, memory is the peak resident-set growth during the measured steps (sampled every 2 ms by a
@@ -34,10 +40,11 @@ import psutil
 import torch
 
 from benchmarks.common import RESULTS, write_result
-from loader import RequestBatch
-from synthetic.batches import random_batch
+from loader import GroupedBatch, RequestBatch
+from synthetic.batches import random_batch, user_day_batch
 from trainer.config import STCAConfig
-from trainer.model import TargetAttention
+from trainer.model import STCA, TargetAttention
+from trainer.mrlb import MRLB
 from trainer.registry import build_model
 
 # Dense bf16 tensor-core peak per GPU name fragment (no sparsity), for MFU.
@@ -444,6 +451,132 @@ def bench_bf16_mfu(args: argparse.Namespace, device: torch.device) -> dict[str, 
     return out
 
 
+def mrlb_step(net: MRLB, batch: GroupedBatch, device: torch.device, dtype: str) -> Callable[[], None]:
+    """One MRLB training step (forward, backward, AdamW), as `train_step` is for the other modes."""
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+    def step() -> None:
+        with autocast(device, dtype):
+            _, loss = net(batch)
+        loss.backward()
+        opt.step()
+        net.zero_grad(set_to_none=True)
+
+    return step
+
+
+def history_side_step(
+    model: STCA, events: dict[str, torch.Tensor], device: torch.device, dtype: str
+) -> Callable[[], None]:
+    """Forward+backward of the history side alone: event tokens and every layer's X~(i) over the
+    (rows, L) events (the requests' histories for RLB, the user-day windows for MRLB)."""
+
+    def step() -> None:
+        with autocast(device, dtype):
+            x = model.events.tokens(events, None)  # (rows, L, d)
+            out = sum(t(x).float().mean() for t in model.encoder.history_transforms)
+        assert isinstance(out, torch.Tensor)
+        out.backward()
+        model.zero_grad(set_to_none=True)
+
+    return step
+
+
+def profile_step(step: Callable[[], None], top: int = 8) -> dict[str, Any]:
+    """One step under torch.profiler (after the caller's warm-up): the forward's record_function
+    regions (trainer/model.py's labels) and the ops with the most self time, in ms."""
+    regions = ("embed", "stca.history_transform", "stca.target_attention", "stca.query_transform",
+               "stca.query_fusion", "stca.output_fusion", "head", "loss")  # fmt: skip
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    events = prof.key_averages()
+    by_name = {e.key: e for e in events}
+    ops = sorted((e for e in events if e.key not in regions), key=lambda e: -e.self_cpu_time_total)
+    return {
+        "forward_regions_ms": {
+            r: round(by_name[r].cpu_time_total / 1e3, 1) for r in regions if r in by_name
+        },
+        "top_self_ops_ms": {e.key: round(e.self_cpu_time_total / 1e3, 1) for e in ops[:top]},
+    }
+
+
+def bench_mrlb(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """(mrlb): MRLB vs RLB on the same requests: args.mrlb_requests requests per step, k per
+    user-day, each with exactly L events and m targets, args.mrlb_gap new events between two
+    requests of a day (so a window holds L + (k - 1) * gap events). Same weights in both modes
+    (MRLB and RLB give the same loss, tests/test_mrlb.py).
+
+    Per L, every step is timed in one interleaved round-robin. RLB's shapes do not depend on k
+    (R requests x L events x m targets), so its history side is timed once per L, and its whole
+    step warms up once (k = 1) and is timed args.repeats times at k = 1 and once at each other k
+    (the CPU time at L = 10k is mostly RLB: R x L tokens through the history side)."""
+    config = model_config(args, history_time="bias", attention="shortcut")
+    r, m, ks = args.mrlb_requests, args.targets, args.mrlb_k
+    out: dict[str, Any] = {"requests_per_step": r, "targets": m, "gap_events": args.mrlb_gap,
+                           "dtype": args.dtype, "config": config.to_dict(), "rows": []}  # fmt: skip
+    bad = [k for k in ks if r % k]
+    if bad:
+        raise SystemExit(f"--mrlb-requests {r} is not a multiple of k = {bad} (--mrlb-k)")
+    for length in args.mrlb_lengths:
+        steps: dict[str, Callable[[], None]] = {}
+        repeats: dict[str, int] = {}
+        warmup: dict[str, int] = {}
+        batches: dict[int, GroupedBatch] = {}
+        torch.manual_seed(args.seed)
+        base = build_model("stca", config).to(device)
+        for k in ks:
+            grouped = user_day_batch([k] * (r // k), l_max=length, max_targets=m, min_targets=m,
+                                     first_events=(length, length), num_items=args.item_buckets,
+                                     gap_events=(args.mrlb_gap, args.mrlb_gap), seed=args.seed)  # fmt: skip
+            requests = grouped.to_request_batch().to(device)
+            windows = {n: v.to(device) for n, v in grouped.padded_windows()[0].items()}
+            batches[k] = grouped = grouped.to(device)
+            model, rlb_model = build_model("stca", config).to(device), build_model("stca", config).to(device)
+            model.load_state_dict(base.state_dict())
+            rlb_model.load_state_dict(base.state_dict())
+            assert isinstance(model, STCA)
+            steps[f"mrlb/{k}"] = mrlb_step(MRLB(model), grouped, device, args.dtype)
+            steps[f"rlb/{k}"] = train_step(rlb_model, requests, "rlb", device, args.dtype)
+            steps[f"history_mrlb/{k}"] = history_side_step(model, windows, device, args.dtype)
+            repeats |= {f"mrlb/{k}": args.repeats, f"history_mrlb/{k}": args.repeats}
+            warmup |= {f"mrlb/{k}": args.warmup, f"history_mrlb/{k}": args.warmup}
+            repeats[f"rlb/{k}"] = args.repeats if k == ks[0] else 1
+            warmup[f"rlb/{k}"] = args.warmup if k == ks[0] else 0
+            if k == ks[0]:
+                history = {name: getattr(requests, name) for name in windows}  # (R, L) per field
+                steps["history_rlb"] = history_side_step(model, history, device, args.dtype)
+                repeats["history_rlb"], warmup["history_rlb"] = args.repeats, args.warmup
+        print(f"(mrlb) L={length}: k in {ks}, {r} requests x m={m} per step", flush=True)
+        t = measure_interleaved(steps, repeats, device, warmup)
+        for k in ks:
+            grouped = batches[k]
+            row: dict[str, Any] = {
+                "hist_len": length, "k": k, "user_days": r // k,
+                "history_tokens": grouped.num_history_tokens, "window_tokens": grouped.num_window_tokens,
+                "mrlb": t[f"mrlb/{k}"].as_dict(), "rlb": t[f"rlb/{k}"].as_dict(),
+                "history_mrlb": t[f"history_mrlb/{k}"].as_dict(), "history_rlb": t["history_rlb"].as_dict(),
+                "requests_per_s_mrlb": round(r / t[f"mrlb/{k}"].ms * 1e3, 2),
+                "requests_per_s_rlb": round(r / t[f"rlb/{k}"].ms * 1e3, 2),
+                "step_speedup": round(t[f"rlb/{k}"].ms / t[f"mrlb/{k}"].ms, 2),
+                "history_speedup": round(t["history_rlb"].ms / t[f"history_mrlb/{k}"].ms, 2),
+                "token_ratio": round(grouped.num_history_tokens / grouped.num_window_tokens, 2),
+                "goal_history_speedup": round(0.6 * k, 1) if k <= 5 else None,
+                # What an MRLB step spends beyond its history side: the per-request side
+                # (queries, age bias, attention over the window, head, loss; forward and
+                # backward) and AdamW.
+                "mrlb_rest_ms": round(t[f"mrlb/{k}"].ms - t[f"history_mrlb/{k}"].ms, 1),
+            }  # fmt: skip
+            row["meets_goal"] = None if k > 5 else row["history_speedup"] >= 0.6 * k
+            print(f"  k={k}: requests/s MRLB {row['requests_per_s_mrlb']} RLB {row['requests_per_s_rlb']} "
+                  f"(x{row['step_speedup']}), history side x{row['history_speedup']}",
+                  flush=True)  # fmt: skip
+            if k == max(ks):
+                row["mrlb_profile"] = profile_step(steps[f"mrlb/{k}"])
+            out["rows"].append(row)
+        del steps, batches
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="benchmarks.trainer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -458,7 +591,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-memory", dest="memory", action="store_false", help="CPU: skip the memory probes")
     p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal: one CPU memory probe
     p.add_argument(
-        "--only", nargs="+", choices=["attention", "a", "b", "c"], default=["attention", "a", "b", "c"]
+        "--only",
+        nargs="+",
+        choices=["attention", "a", "b", "c", "mrlb"],
+        default=["attention", "a", "b", "c"],
+        help="sections to run; mrlb (its own results file) only when named",
     )
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None)
@@ -492,6 +629,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpu-layers", type=int, default=4)
     p.add_argument("--gpu-batch-size", type=int, default=32)
     p.add_argument("--peak-tflops", type=float, default=None, help="override the device's bf16 peak for MFU")
+    # (mrlb)
+    p.add_argument("--mrlb-requests", type=int, default=10, help="(mrlb) requests per step, k | it")
+    p.add_argument("--mrlb-k", type=int, nargs="+", default=[1, 2, 5, 10], help="(mrlb) requests a day")
+    p.add_argument("--mrlb-lengths", type=int, nargs="+", default=[2000, 10000], help="(mrlb) lengths L")
+    p.add_argument("--mrlb-gap", type=int, default=8, help="(mrlb) new events between two requests of a day")
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
     # Sizes: --quick fits a 2-core CPU in minutes; the full run is meant for a GPU (or patience).
@@ -547,8 +689,12 @@ def main(argv: list[str] | None = None) -> None:
         payload["length_scaling"] = bench_length_scaling(args, device)
     if "c" in args.only and device.type == "cuda":
         payload["bf16_mfu"] = bench_bf16_mfu(args, device)
+    if "mrlb" in args.only:
+        payload["mrlb_vs_rlb"] = bench_mrlb(args, device)
     payload["wall_s"] = round(time.perf_counter() - started, 1)
     name = "trainer-quick" if args.quick else "trainer"
+    if args.only == ["mrlb"]:  # its own file: the other sections' results stay as they were
+        name = "trainer-mrlb" if device.type == "cpu" else "trainer-mrlb-cuda"
     path = write_result(name, payload, RESULTS / f"{name}.json")
     print(f"wrote {path} in {payload['wall_s']} s")
 

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from demo.report import render
@@ -45,7 +44,7 @@ from jobs import (
 )
 from jobs.cli import configure_logging, previous_day
 from jobs.runner import run_job
-from jobs.spark_session import get_spark
+from jobs.spark_session import SparkSettings, get_spark
 from loader import LengthSampling, LoaderConfig, RequestLoader
 from loader.snapshot import resolve_snapshot
 from loader.storage import bytes_of, column_bytes
@@ -53,6 +52,7 @@ from schemas import DEFAULT_WAREHOUSE, IMPRESSION_SAMPLES, QUARANTINE, REQUEST_S
 from schemas.constants import DEFAULT_L_MAX
 from schemas.fields import HISTORY_COLUMNS
 from schemas.quality import GateThresholds
+from storage.object_store import read_parquet
 from synthetic.logs import SyntheticConfig
 from trainer.config import STCAConfig
 from trainer.metrics import compare_runs
@@ -120,6 +120,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Scale
     p.add_argument("--reports", default="reports", help="folder for the run's report (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated logs (default: %(default)s)")
     p.add_argument(
+        "--master", default=None,
+        help="Spark master to run the jobs on, e.g. spark://127.0.0.1:7077 (`make demo-cluster` starts one); "
+        "default: local[2] in this process",
+    )  # fmt: skip
+    p.add_argument(
         "--models", default=None,
         help="comma-separated models to train and chart "
         f"(default: the scale's; from {', '.join(sorted(MODELS))})",
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         steps.update(1)
         steps.set_postfix_str(name)
 
-    build_tables(args.warehouse, scale, args.seed, days, stage)
+    build_tables(args.warehouse, scale, args.seed, days, stage, args.master)
     storage = storage_comparison(args.warehouse, days[-1])
     stage("storage", storage)
     table = REQUEST_SAMPLES.location(args.warehouse)
@@ -195,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "counts": {**samples.pop("counts"), "quarantined": sum(n for by in qc.values() for n in by.values())},
         "quarantine_by_reason": qc, "hist_len": samples, "quality": quality, "storage": storage,
         "loader": loader, "training": training, "comparisons": comparisons,
-        "config": {"scale": asdict(scale), "warehouse": args.warehouse, "seed": args.seed, "days": days},
+        "config": {"scale": asdict(scale), "warehouse": args.warehouse, "seed": args.seed, "days": days,
+                   "master": args.master or SparkSettings().master},
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str, allow_nan=False))
@@ -205,12 +211,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
 
 def build_tables(
-    warehouse: str, scale: Scale, seed: int, days: list[str], stage: Callable[[str, object], None]
+    warehouse: str,
+    scale: Scale,
+    seed: int,
+    days: list[str],
+    stage: Callable[[str, object], None],
+    master: str | None = None,
 ) -> None:
     """The daily pipeline over the demo's days, one stage per job run: generate the logs, bootstrap
     the state, then per day build, validate, publish and extend the state; last, the flat layout.
-    Each job's summary (with its seconds) goes to `stage` under the name the report shows."""
-    spark = get_spark()
+    Each job's summary (with its seconds) goes to `stage` under the name the report shows. On a
+    cluster `master` the driver only plans (the executors hold the data): it needs less memory."""
+    spark = get_spark(SparkSettings(master=master, driver_memory="2g") if master else None)
 
     def job(module: ModuleType, args: object, label: str = "") -> None:
         name = module.__name__.rsplit(".", 1)[-1]
@@ -271,7 +283,7 @@ def gate_result(validated: object, out: Path) -> dict[str, object]:
 def request_stats(table: str) -> dict[str, Any]:
     """Requests, targets and the hist_len distribution of the published table (log-spaced bins)."""
     snap = resolve_snapshot(table)
-    cols = pa.concat_tables(pq.read_table(f, columns=["hist_len", "num_targets"]) for f in snap.files)
+    cols = pa.concat_tables(read_parquet(f, columns=["hist_len", "num_targets"]) for f in snap.files)
     hist = np.asarray(cols.column("hist_len"), dtype=np.int64)
     edges = np.unique(np.geomspace(1, max(2, int(hist.max(initial=1)) + 1), 30).astype(np.int64))
     counts, _ = np.histogram(np.maximum(hist, 1), bins=edges)
@@ -290,7 +302,7 @@ def quarantine_counts(warehouse: str) -> dict[str, dict[str, int]]:
     snap = resolve_snapshot(QUARANTINE.location(warehouse))
     out: dict[str, dict[str, int]] = {}
     for f in snap.data_files:
-        reasons = pq.read_table(f.path, columns=["reason"]).column("reason").to_pylist()
+        reasons = read_parquet(f.path, columns=["reason"]).column("reason").to_pylist()
         by = out.setdefault(str(f.partition.get("source_table")), {})
         for r in reasons:
             by[str(r)] = by.get(str(r), 0) + 1

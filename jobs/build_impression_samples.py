@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import job_parser
+from jobs.cli import exit_on_job_error, job_parser
 from jobs.delta_io import last_commit_metrics, overwrite_partition, read_table
 from jobs.runner import Summary, run_job
 from pipelines.impression_samples import explode_to_impressions
@@ -53,4 +53,4 @@ def main(argv: list[str] | None = None) -> Summary:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_job_error("build_impression_samples", main, sys.argv[1:])

@@ -26,6 +26,8 @@ LOADER_LAYOUT: dict[str, tuple[str, ...]] = {
     name: ("user_id", "request_ts", "request_id")
     for name in ("request_samples", "request_samples_staging", "request_samples_compact")
 }
+# user_day_samples(_staging): one row per user-day, so a user's day sits whole in one row group.
+LOADER_LAYOUT.update({name: ("user_id",) for name in ("user_day_samples", "user_day_samples_staging")})
 
 
 class MissingTableError(FileNotFoundError):

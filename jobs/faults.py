@@ -11,7 +11,8 @@ no-op that reads one environment variable. The points, in the order a writing jo
 `how` is `kill` (default: the driver process dies as with `kill -9`, exit status 137, no Python
 cleanup, its JVM exits when its stdin closes), `raise` (an `InjectedFault`, for in-process tests),
 or `barrier=<dir>` (at the point, wait until two processes have reached it, then go on: two runs
-started together then write at the same moment, which makes a commit conflict reproducible).
+started together then write at the same moment, which makes a commit conflict reproducible;
+`barrier3=<dir>` waits for three).
 
 This is a hook in the jobs' own code, not a mock of Delta: what follows a kill (files written but
 never committed, a commit never checked) is what a real crash leaves.
@@ -51,7 +52,7 @@ def _armed(job: str, point: str) -> str | None:
     return parts[2] if len(parts) == 3 else "kill"
 
 
-def _barrier(directory: str, parties: int = 2, timeout_s: float = 120.0) -> None:
+def _barrier(directory: str, parties: int = 2, timeout_s: float = 300.0) -> None:
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / str(os.getpid())).touch()
@@ -69,8 +70,12 @@ def fault(job: str, point: str) -> None:
         return
     if how == "raise":
         raise InjectedFault(f"{ENV}: injected failure at {job}:{point}")
-    if how.startswith("barrier="):
-        _barrier(how.removeprefix("barrier="))
+    if how.startswith("barrier"):
+        name, _, directory = how.partition("=")
+        parties = name.removeprefix("barrier")
+        if not directory or not (parties == "" or parties.isdigit()):
+            raise ValueError(f"{ENV}: expected barrier=<dir> or barrier<n>=<dir>, got {how!r}")
+        _barrier(directory, int(parties or 2))
         return
     os._exit(KILLED_STATUS)
 

@@ -8,24 +8,34 @@ and the HTML Data Docs sit next to the records, under the quality root (`<wareho
 
 On object storage (`s3a://` warehouse or `--quality-root`) the records live there, beside the
 table they certify, so a validate on one machine and a publish on another agree. GX's file-backed
-project needs a folder, so its suites, results and Data Docs go to a local mirror of the root
-(`.cache/quality/<bucket>/<prefix>`); only the records, which publication trusts, are remote.
+project needs a folder, so GX runs in a local mirror of the root (`.cache/quality/<bucket>/<prefix>`)
+inside `quality_project`: the project stored beside the table (suites, earlier results) is pulled
+into the mirror first, and what the run wrote (its results, its Data Docs pages, the index) is
+pushed back after, so the site on the store lists every day, whichever machine validated it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs as pafs
 
-from jobs.object_store import S3Settings, arrow_path, is_remote, split_uri
 from schemas import REQUEST_SAMPLES_STAGING
+from storage.object_store import S3Settings, arrow_path, is_remote, split_uri
 
 QUALITY_DIR = "_quality"
-MIRROR_DIR = Path(__file__).resolve().parent.parent / ".cache" / "quality"  # GX's folder for remote roots
+GX_DIR = "gx"  # GX's project folder under the quality root
+_RENDERED = "uncommitted/data_docs/"  # pages: rendered per run, pushed, never pulled back
+_CHECKOUT = Path(__file__).resolve().parent.parent
+# GX's folder for remote roots. Imported from a --py-files zip (a driver on a cluster) the package's
+# parent is the zip file itself: the mirror goes under the working directory instead.
+MIRROR_DIR = (_CHECKOUT if _CHECKOUT.is_dir() else Path.cwd()) / ".cache" / "quality"
 
 
 class GateRecordError(RuntimeError):
@@ -121,3 +131,58 @@ def read_record(root: Path, date: str, table: str = REQUEST_SAMPLES_STAGING.name
         raise GateRecordError(
             f"gate record {path} is unreadable ({err}): rerun jobs/validate.py --date {date}"
         ) from err
+
+
+def pull_quality_project(root: Path) -> int:
+    """For a remote root: copies the GX project stored beside the table (suites, validation
+    results; not the rendered pages) into the local mirror, so the Data Docs index this machine
+    renders lists the days validated elsewhere too. Returns the number of files copied."""
+    remote = remote_root(root)
+    if remote is None:
+        return 0
+    fs = _remote_fs(remote)
+    base = arrow_path(f"{remote}/{GX_DIR}")
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    copied = 0
+    for info in infos:
+        rel = info.path[len(base) + 1 :]
+        if info.type != pafs.FileType.File or rel.startswith(_RENDERED):
+            continue
+        try:
+            with fs.open_input_stream(info.path) as f:
+                data = bytes(f.read())
+        except (FileNotFoundError, IsADirectoryError):  # a folder marker some S3 servers list
+            continue
+        dest = root / GX_DIR / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        copied += 1
+    return copied
+
+
+def push_quality_project(root: Path, since: float) -> int:
+    """For a remote root: uploads the mirror's GX files written or changed since `since` (epoch
+    seconds: this run's results, Data Docs pages and index) beside the table. Returns the count."""
+    remote = remote_root(root)
+    if remote is None or not (root / GX_DIR).is_dir():
+        return 0
+    fs = _remote_fs(remote)
+    pushed = 0
+    for path in sorted((root / GX_DIR).rglob("*")):
+        if path.is_file() and path.stat().st_mtime >= since:
+            rel = path.relative_to(root).as_posix()
+            with fs.open_output_stream(arrow_path(f"{remote}/{rel}")) as out:
+                out.write(path.read_bytes())
+            pushed += 1
+    return pushed
+
+
+@contextlib.contextmanager
+def quality_project(root: Path) -> Iterator[Path]:
+    """Around a GX run on `root` (a no-op for a local root): pull the stored project into the
+    mirror, yield the folder GX works in, then push what the run wrote. A run that raises pushes
+    nothing (its record, written after, is what publish reads)."""
+    pull_quality_project(root)
+    started = time.time()
+    yield root
+    push_quality_project(root, started)

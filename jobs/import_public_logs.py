@@ -38,7 +38,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import job_parser
+from jobs.cli import exit_on_job_error, job_parser
 from jobs.counts import reason_counts
 from jobs.delta_io import date_range_predicate, last_commit_metrics, overwrite_where, partition_predicate
 from jobs.runner import Summary, run_job
@@ -404,4 +404,4 @@ def main(argv: list[str] | None = None) -> Summary:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_job_error("import_public_logs", main, sys.argv[1:])

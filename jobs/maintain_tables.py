@@ -29,7 +29,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import date_arg, job_parser
+from jobs.cli import date_arg, exit_on_job_error, job_parser
 from jobs.delta_io import LOADER_LAYOUT, table_exists
 from jobs.runner import Summary, run_job
 from loader.pins import active_pins, pins_location
@@ -167,4 +167,4 @@ def main(argv: list[str] | None = None) -> Summary:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_job_error("maintain_tables", main, sys.argv[1:])

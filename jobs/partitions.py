@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from deltalake import DeltaTable
 
 from jobs.cli import job_parser
-from jobs.object_store import ObjectStoreError, check_access, is_remote, storage_options_for, to_arrow_uri
 from jobs.runner import Summary
 from schemas import ALL_TABLES, DEFAULT_WAREHOUSE, TableContract
+from storage.object_store import ObjectStoreError, check_access, is_remote, storage_options_for, to_arrow_uri
 
 
 def partition_dates(path: str) -> list[str]:

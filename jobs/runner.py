@@ -9,7 +9,12 @@ and tests call directly with an `Args` dataclass, and a three-line `main(argv)` 
 `run_job` owns what used to be repeated at the tail of every `main()`: it configures logging,
 gets the session, times `run`, adds `seconds` to the summary and logs it as one JSON line that
 schedulers and people can grep for (`<job>: {...}`). Callers that hold a session and want the
-timed, logged summary too (the demo, benchmarks) pass it as `spark`."""
+timed, logged summary too (the demo, benchmarks) pass it as `spark`.
+
+Every job's `if __name__ == "__main__"` block is `exit_on_job_error(<job>, main, sys.argv[1:])`
+(jobs/cli.py): a job error (a missing input, a contract, a failed gate, a refused publish, a lost
+commit race) ends as one line `<job>: error: <what failed and what to do>` and exit status 1;
+anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ from typing import Any, TypeVar
 from pyspark.sql import SparkSession
 
 from jobs.cli import configure_logging, timed
-from jobs.object_store import check_access, is_remote
 from jobs.spark_session import get_spark
+from storage.object_store import check_access, is_remote
 
 # A job's summary: JSON-able counts, versions and the run time, returned by `run` and `main`.
 Summary = dict[str, Any]

@@ -7,20 +7,21 @@ and only the Delta SQL extension, the UTC time zone and the Arrow switch are add
 
 Object storage: when Hadoop's S3A jars are cached (`.cache/jars/s3a`, scripts/fetch_s3a_jars.sh)
 the local session loads them, and every session gets the S3A settings built from the AWS
-variables by jobs/object_store.py (endpoint, region, path-style access; never a key: S3A reads
+variables by storage/object_store.py (endpoint, region, path-style access; never a key: S3A reads
 the keys from each JVM's environment), so an `s3a://` warehouse works as a local one does."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.object_store import S3Settings
+from storage.object_store import S3Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,44 @@ REQUIRED_CONF: dict[str, str] = {
 
 class DeltaJarsMissingError(RuntimeError):
     """The cached Delta jars are not where the local session expects them."""
+
+
+class SparkMasterUnreachableError(RuntimeError):
+    """The standalone master the job is submitted to accepts no connection."""
+
+
+MASTER_CONNECT_TIMEOUT_S = 3.0
+
+
+def check_master(master: str, timeout_s: float = MASTER_CONNECT_TIMEOUT_S) -> None:
+    """Fails in seconds, before anything is read or written, when no master of a standalone URL
+    (`spark://host:port[,host:port]`) accepts a connection. Without it the driver retries its
+    registration for about a minute and then dies with an error that does not name the master.
+    Other masters (local, yarn, k8s) are left to Spark."""
+    if not master.startswith("spark://"):
+        return
+    reasons = []
+    for hostport in master.removeprefix("spark://").split(","):
+        host, _, port = hostport.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout_s).close()
+            return
+        except (OSError, ValueError) as e:
+            reasons.append(f"{hostport}: {e}")
+    raise SparkMasterUnreachableError(
+        f"Spark master {master} is not reachable ({'; '.join(reasons)}): start it "
+        "(scripts/spark_cluster.sh start) or set the master URL: spark-submit --master, or the host of "
+        "the DAG's Spark connection (RLB_SPARK_CONN_ID, default rlb_spark)"
+    )
+
+
+def submitted_master() -> str:
+    """The master spark-submit passed to this driver, read from the JVM it started (the context
+    is not created yet)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return SparkConf().get("spark.master", "") or ""
 
 
 @dataclass(frozen=True)
@@ -81,7 +120,11 @@ def s3a_jars(jars_dir: Path) -> list[str]:
 def get_spark(settings: SparkSettings | None = None) -> SparkSession:
     """Returns the active session or starts one configured for Delta."""
     settings = settings or SparkSettings()
-    builder = SparkSession.builder.appName(settings.app_name)
+    if SparkSession.getActiveSession() is None:
+        check_master(submitted_master() if under_spark_submit() else settings.master)
+    builder = SparkSession.builder
+    if not under_spark_submit():  # spark-submit's --name (the DAG's rlb-<task>-<date>) wins
+        builder = builder.appName(settings.app_name)
     for key, value in (REQUIRED_CONF | S3Settings.from_env().spark_conf()).items():
         builder = builder.config(key, value)
     if not under_spark_submit():

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.cli import job_parser
+from jobs.cli import exit_on_job_error, job_parser
 from jobs.delta_io import latest_version, overwrite_where
 from jobs.history_state import StateOrderError, read_state, state_versions, version_as_of
 from jobs.runner import Summary, run_job
@@ -148,4 +148,4 @@ def main(argv: list[str] | None = None) -> Summary:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    exit_on_job_error("summarize_users", main, sys.argv[1:])

@@ -10,12 +10,19 @@ from .compact import COMPACT_LOADER_COLUMNS, CompactBatch, CompactLoader, Compac
 from .delta_read import DeletionVectorError, read_delta
 from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError, SchemaMismatchError
+from .grouped_batch import GroupedBatch, GroupedBatchError
 from .label_rates import label_rates
 from .lengths import LengthSampling
 from .pins import DEFAULT_PIN_DAYS, active_pins, register_pin
 from .request_loader import LoaderConfig, RequestLoader
 from .snapshot import DataFile, DateBound, Snapshot, SnapshotError, nonempty_snapshot, resolve_snapshot
 from .storage import bytes_of, column_bytes
+from .user_day_loader import (
+    USER_DAY_LOADER_COLUMNS,
+    UserDayLoader,
+    UserDayLoaderConfig,
+    UserDayOffsetsError,
+)
 
 __all__ = [
     "COMPACT_LOADER_COLUMNS",
@@ -23,6 +30,7 @@ __all__ = [
     "HISTORY_FIELDS",
     "LOADER_COLUMNS",
     "TARGET_FIELDS",
+    "USER_DAY_LOADER_COLUMNS",
     "CompactBatch",
     "CompactLoader",
     "CompactLoaderConfig",
@@ -31,6 +39,8 @@ __all__ = [
     "DateBound",
     "DeletionVectorError",
     "EpochLoader",
+    "GroupedBatch",
+    "GroupedBatchError",
     "IncompleteEpochError",
     "LengthSampling",
     "LoaderConfig",
@@ -41,6 +51,9 @@ __all__ = [
     "SchemaMismatchError",
     "Snapshot",
     "SnapshotError",
+    "UserDayLoader",
+    "UserDayLoaderConfig",
+    "UserDayOffsetsError",
     "active_pins",
     "batch_sizes",
     "bytes_of",

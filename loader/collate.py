@@ -67,6 +67,9 @@ class RowGroupArrays:
     scalars: dict[str, np.ndarray]  # name -> (rows,)
     offsets: dict[str, np.ndarray]  # list column -> (rows + 1,), from 0: equal within history / target fields
     values: dict[str, np.ndarray]  # list column -> flat values
+    # Where each row's history ends in the history values, when rows share events (the user-day
+    # loader: every request is a slice of its day's window); None: offsets[history field][1:].
+    history_ends: np.ndarray | None = None
 
     @classmethod
     def from_table(cls, table: pa.Table, source: str) -> RowGroupArrays:
@@ -220,7 +223,8 @@ def collate(
         # All history fields share these offsets (from 0; RowGroupArrays checks the lengths).
         ends = np.empty(b, np.int64)
         for g, first, end, rs in runs:
-            ends[first:end] = g.offsets[HISTORY_FIELDS[0]][rs + 1]
+            shared = g.history_ends
+            ends[first:end] = g.offsets[HISTORY_FIELDS[0]][rs + 1] if shared is None else shared[rs]
         kept = list(map(slice, (ends - hist_len).tolist(), ends.tolist()))  # the most recent hist_len events
         padding = list(map(slice, (big_l - hist_len).tolist()))
         for n, tensor in hist.items():

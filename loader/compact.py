@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from schemas.request_samples_compact import REQUEST_SAMPLES_COMPACT, SUMMARY_RENAMES
 from schemas.user_summaries import QUANTIZATION_DTYPES
+from storage.object_store import parquet_file
 
 from .batch import RequestBatch
 from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, collate
@@ -210,7 +210,7 @@ class CompactLoader(EpochLoader[CompactBatch, CompactLoaderConfig]):
         )  # fmt: skip
         self._groups: list[tuple[str, int, int]] = []  # (file, row group, rows)
         for f in self.snapshot.data_files:
-            meta = pq.ParquetFile(f.path).metadata
+            meta = parquet_file(f.path).metadata
             self._groups += [(f.path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
 
     def _plan(self, epoch: int) -> tuple[np.random.Generator | None, list[np.ndarray], list[int], list[int]]:
@@ -257,7 +257,7 @@ class _CompactEpoch:
                 return
             while pending and not buffer.full:
                 path, index, _ = pending.pop(0)
-                table = pq.ParquetFile(path).read_row_group(index, columns=list(COMPACT_LOADER_COLUMNS))
+                table = parquet_file(path).read_row_group(index, columns=list(COMPACT_LOADER_COLUMNS))
                 buffer.add(CompactRowGroup.from_compact_table(table, f"{path}#rg{index}"))
             rows = buffer.take(size)
             first = max(0, self.skip - emitted)  # resuming: rows consumed before the checkpoint

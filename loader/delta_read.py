@@ -17,10 +17,13 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from storage.object_store import filesystem_for, read_parquet
+
 from .errors import LoaderError
-from .snapshot import DateBound, Snapshot, _local_path, resolve_snapshot
+from .snapshot import DateBound, Snapshot, resolve_snapshot
 
 
 class DeletionVectorError(LoaderError):
@@ -28,33 +31,37 @@ class DeletionVectorError(LoaderError):
     deleted rows."""
 
 
-def _log_files(log: Path, version: int) -> tuple[Path | None, list[Path]]:
-    """The newest classic checkpoint at or before `version` (single- or multi-part, as a
-    folder glob key) and the JSON commits after it up to `version`."""
-    versions = (int(p.name.split(".")[0]) for p in log.glob("*.checkpoint*.parquet"))
+def _log_files(names: list[str], version: int) -> tuple[str | None, list[str]]:
+    """Of the `_delta_log` entry names, the newest classic checkpoint at or before `version`
+    (single- or multi-part, as a name prefix) and the JSON commits after it up to `version`."""
+    versions = (int(n.split(".")[0]) for n in names if ".checkpoint" in n and n.endswith(".parquet"))
     checkpoints = sorted(v for v in versions if v <= version)
     start = checkpoints[-1] if checkpoints else -1
-    commits = [log / f"{v:020d}.json" for v in range(start + 1, version + 1)]
-    return (log / f"{start:020d}" if checkpoints else None), commits
+    commits = [f"{v:020d}.json" for v in range(start + 1, version + 1)]
+    return (f"{start:020d}" if checkpoints else None), commits
 
 
 def files_with_deletion_vectors(snapshot: Snapshot) -> list[str]:
-    """Relative paths of the snapshot's files whose add action carries a deletion vector
-    (local tables; remote ones are not replayed and report none)."""
-    local = _local_path(snapshot.table_path)
-    log = Path(local) / "_delta_log"
-    if "://" in local or not log.is_dir():
+    """Relative paths of the snapshot's files whose add action carries a deletion vector, from
+    the Delta log on local disk or an object store (storage/object_store.py)."""
+    fs, root = filesystem_for(snapshot.table_path)
+    log = f"{root.rstrip('/')}/_delta_log"
+    entries = fs.get_file_info(pafs.FileSelector(log, allow_not_found=True))
+    if not entries:
         return []
-    checkpoint, commits = _log_files(log, snapshot.version)
+    checkpoint, commits = _log_files([e.base_name for e in entries], snapshot.version)
     with_dv: dict[str, bool] = {}
     if checkpoint is not None:
-        for part in sorted(log.glob(f"{checkpoint.name}.checkpoint*.parquet")):
-            table = pq.read_table(part, columns=["add"])
+        parts = sorted(e.path for e in entries if e.base_name.startswith(f"{checkpoint}.checkpoint"))
+        for part in parts:
+            table = pq.read_table(part, columns=["add"], filesystem=fs)
             for add in table.column("add").to_pylist():
                 if add:
                     with_dv[unquote(add["path"])] = bool(add.get("deletionVector"))
     for commit in commits:
-        actions = [json.loads(line) for line in commit.read_text().splitlines() if line.strip()]
+        with fs.open_input_stream(f"{log}/{commit}") as f:
+            lines = bytes(f.read()).decode().splitlines()
+        actions = [json.loads(line) for line in lines if line.strip()]
         # Within one commit an add wins over a remove of the same path (a DELETE removes a file
         # and adds it back with its deletion vector): removes first, then adds.
         for action in actions:
@@ -89,7 +96,7 @@ def read_delta(
     for f in snapshot.data_files:
         partition = f.partition
         wanted = None if columns is None else [c for c in columns if c not in partition]
-        table = pq.read_table(f.path, columns=wanted)
+        table = read_parquet(f.path, columns=wanted)
         for name, value in partition.items():
             if columns is None or name in columns:
                 table = table.append_column(name, pa.array([value] * table.num_rows, pa.string()))

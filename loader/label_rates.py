@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from loader.snapshot import DateBound, Snapshot, nonempty_snapshot
 from schemas.fields import LABEL_COLUMN_NAMES
+from storage.object_store import read_parquet
 
 
 def label_rates(
@@ -32,7 +32,7 @@ def label_rates(
     positives = np.zeros(len(LABEL_COLUMN_NAMES))
     targets = 0
     for path in snapshot.files:
-        columns = pq.read_table(path, columns=list(LABEL_COLUMN_NAMES))
+        columns = read_parquet(path, columns=list(LABEL_COLUMN_NAMES))
         for t, name in enumerate(LABEL_COLUMN_NAMES):
             values = pc.list_flatten(columns.column(name))
             positives[t] += pc.sum(values).as_py() or 0

@@ -46,7 +46,7 @@ from petastorm.workers_pool import EmptyResultError, VentilatedItemProcessedMess
 from petastorm.workers_pool.dummy_pool import DummyPool
 from petastorm.workers_pool.thread_pool import ThreadPool, WorkerTerminationRequested, WorkerThread
 
-from jobs.object_store import S3Settings, arrow_path, is_remote
+from storage.object_store import S3Settings, arrow_path, is_remote
 
 from .collate import host_memory_pool
 from .errors import DataFileError
@@ -163,7 +163,7 @@ class ArrowLegacyFileSystem(legacyfs.DaskFileSystem):
 
 @functools.cache
 def _remote_filesystem() -> ArrowLegacyFileSystem:
-    """One S3 filesystem per process, from the AWS variables (jobs/object_store.py)."""
+    """One S3 filesystem per process, from the AWS variables (storage/object_store.py)."""
     return ArrowLegacyFileSystem(S3Settings.from_env().arrow_filesystem())
 
 

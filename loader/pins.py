@@ -3,8 +3,10 @@
 A run pins the version its snapshot resolved (RequestLoader.snapshot.version) before its first
 epoch; jobs/maintain_tables.py then vacuums with a retention that keeps that version's files, and
 refuses when it could not. The pins live in a small Delta table (schemas/training_pins.py), by
-default `training_pins` beside the pinned table under the same warehouse root; appends only
-(delta-rs), so concurrent runs never conflict on an update."""
+default `training_pins` beside the pinned table under the same warehouse root, local or on an
+object store (`s3://` / `s3a://`: one spelling is stored, so a trainer reading `s3://` and
+maintain_tables given `s3a://` agree); appends only (delta-rs), so concurrent runs never conflict
+on an update (on S3, with a locking provider configured: docs/cluster.md)."""
 
 from __future__ import annotations
 
@@ -12,28 +14,48 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 from schemas.constants import DAY_MS
 from schemas.training_pins import TRAINING_PINS
+from storage.object_store import (
+    ObjectStoreError,
+    check_access,
+    is_remote,
+    local_path,
+    storage_options_for,
+    to_arrow_uri,
+)
 
 from .delta_read import read_delta
-from .snapshot import _local_path
+from .snapshot import SnapshotError
 
 DEFAULT_PIN_DAYS = 30.0  # a run longer than this re-pins (or passes ttl_days)
 
 
 def pins_location(table_path: str | Path) -> str:
     """The pins table of the warehouse `table_path` belongs to: `<root>/training_pins`."""
-    local = _local_path(str(table_path)).rstrip("/")
+    local = table_key(table_path)
     root = local.rsplit("/", 1)[0] if "://" in local else str(Path(local).resolve().parent)
     return f"{root}/{TRAINING_PINS.name}"
 
 
 def table_key(table_path: str | Path) -> str:
-    """The form a table path is stored and compared in: absolute, without a trailing slash."""
-    local = _local_path(str(table_path)).rstrip("/")
+    """The form a table path is stored and compared in: absolute, without a trailing slash; the
+    `s3://` spelling for an object store."""
+    if is_remote(str(table_path)):
+        return to_arrow_uri(str(table_path))
+    local = local_path(str(table_path)).rstrip("/")
     return local if "://" in local else str(Path(local).resolve())
+
+
+def _check_store(target: str) -> None:
+    """Wrong keys or a dead endpoint: one SnapshotError naming the pins table and what to set."""
+    if is_remote(target):
+        try:
+            check_access(target)
+        except ObjectStoreError as e:
+            raise SnapshotError(f"training pins {target}: {e}") from None
 
 
 def register_pin(
@@ -62,8 +84,9 @@ def register_pin(
         },
         schema=TRAINING_PINS.arrow_schema(),
     )
-    target = str(pins_path) if pins_path is not None else pins_location(table_path)
-    write_deltalake(target, row, mode="append")
+    target = to_arrow_uri(str(pins_path)) if pins_path is not None else pins_location(table_path)
+    _check_store(target)
+    write_deltalake(target, row, mode="append", storage_options=storage_options_for(target))
     return target
 
 
@@ -71,8 +94,9 @@ def active_pins(
     table_path: str | Path, pins_path: str | Path | None = None, now_ms: int | None = None
 ) -> list[int]:
     """The versions of `table_path` pinned by an unexpired pin, ascending; [] without a pins table."""
-    target = str(pins_path) if pins_path is not None else pins_location(table_path)
-    if not (Path(_local_path(target)) / "_delta_log").is_dir() and "://" not in target:
+    target = to_arrow_uri(str(pins_path)) if pins_path is not None else pins_location(table_path)
+    _check_store(target)  # else a refused read would look like "no pins" and VACUUM would go on
+    if not DeltaTable.is_deltatable(target, storage_options=storage_options_for(target)):
         return []
     now = int(time.time() * 1000) if now_ms is None else now_ms
     pins = read_delta(target).to_pylist()

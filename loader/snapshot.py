@@ -9,13 +9,20 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from jobs.object_store import ObjectStoreError, storage_options_for, to_arrow_uri
 from schemas.constants import iso_date
+from storage.object_store import (
+    ObjectStoreError,
+    check_access,
+    is_remote,
+    local_path,
+    storage_options_for,
+    to_arrow_uri,
+)
 
 from .errors import LoaderError
 
@@ -66,11 +73,6 @@ def _in_range(date: str | None, lo: str | None, hi: str | None) -> bool:
     return date is None or ((lo is None or date >= lo) and (hi is None or date <= hi))
 
 
-def _local_path(uri: str) -> str:
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme in ("", "file") else uri
-
-
 def date_range(date_from: DateBound, date_to: DateBound) -> tuple[str | None, str | None]:
     """Both bounds as YYYY-MM-DD (or None), in order: a ValueError naming the argument otherwise."""
     lo, hi = iso_date(date_from, "date_from"), iso_date(date_to, "date_to")
@@ -103,13 +105,15 @@ def resolve_snapshot(
     date_range(date_from, date_to)  # a bad bound fails before the table is read
     if version is not None and version < 0:
         raise ValueError(f"version must be >= 0, got {version}")
-    local = _local_path(str(table_path))
+    local = local_path(str(table_path))
     if "://" not in local and Path(local).exists() and not (Path(local) / "_delta_log").is_dir():
         raise SnapshotError(
             f"no Delta table at {table_path}: it has no _delta_log folder; pass the table's own "
             "folder, e.g. warehouse/request_samples"
         )
     try:
+        if is_remote(str(table_path)):  # one request: wrong keys or a dead endpoint fail in seconds
+            check_access(str(table_path))
         table = _open_table(table_path, version)
     except ObjectStoreError as e:
         raise SnapshotError(str(e)) from None
@@ -122,7 +126,7 @@ def resolve_snapshot(
     actions = table.get_add_actions(flatten=True)
     cols = {name: actions.column(name).to_pylist() for name in actions.column_names}
     part_cols = [c.removeprefix("partition.") for c in cols if c.startswith("partition.")]
-    root = _local_path(table.table_uri).rstrip("/")
+    root = local_path(table.table_uri).rstrip("/")
     files: list[DataFile] = []
     for i, rel in enumerate(cols["path"]):
         partition = {c: cols[f"partition.{c}"][i] for c in part_cols}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-import pyarrow.parquet as pq
+from storage.object_store import parquet_file
 
 from .snapshot import Snapshot
 
@@ -14,7 +14,7 @@ def column_bytes(snapshot: Snapshot) -> dict[str, int]:
     """Compressed bytes per top-level column, summed over every row group of every file."""
     sizes: dict[str, int] = defaultdict(int)
     for path in snapshot.files:
-        meta = pq.ParquetFile(path).metadata
+        meta = parquet_file(path).metadata
         for rg in range(meta.num_row_groups):
             group = meta.row_group(rg)
             for c in range(group.num_columns):

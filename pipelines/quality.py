@@ -16,15 +16,23 @@ from pipelines.checks import require_columns
 from schemas.fields import HISTORY_COLUMNS, LABEL_COLUMN_NAMES, TASKS
 from schemas.quality import (
     ACCOUNTED,
+    DISTINCT_REQUESTS_WRITTEN,
     IMPRESSIONS_QUARANTINED,
     IMPRESSIONS_READ,
     LABEL_RATE_DELTAS,
+    MAX_SLICE_LEN,
     MEAN_HIST_LEN_RATIO,
+    REQUESTS_PUBLISHED,
+    REQUESTS_WRITTEN,
     ROW_CHECKS,
     ROW_COUNT_RATIO,
+    TARGETS_PUBLISHED,
     TARGETS_WRITTEN,
+    USER_DAY_ROW_CHECKS,
+    USER_DAY_TARGETS_WRITTEN,
 )
 from schemas.request_samples import REQUEST_SAMPLES, TARGET_COLUMNS
+from schemas.user_day_samples import PER_REQUEST_COLUMNS, USER_DAY_SAMPLES
 
 HIST_ARRAYS: tuple[str, ...] = tuple(c.name for c in HISTORY_COLUMNS)
 TARGET_ARRAYS: tuple[str, ...] = (*(c.name for c in TARGET_COLUMNS), *LABEL_COLUMN_NAMES)
@@ -76,6 +84,101 @@ def with_row_checks(df: DataFrame) -> DataFrame:
     if missing:  # schemas/quality.py and this function must name the same rules
         raise KeyError(f"row checks out of sync with schemas/quality.ROW_CHECKS: {sorted(missing)}")
     return df.select("*", *[checks[name].alias(name) for name in ROW_CHECKS])
+
+
+def _non_decreasing(array: str) -> Column:
+    """Each element >= its predecessor; vacuously true for 0 or 1 elements."""
+    return F.forall(
+        F.sequence(F.lit(1), F.greatest(F.size(array) - 1, F.lit(1))),
+        lambda i: (F.size(array) < 2) | (F.element_at(array, i) <= F.element_at(array, i + 1)),
+    )
+
+
+def _at(array: str, i: Column | int) -> Column:
+    """array[i] (1-based; negative from the end), null when out of bounds: a malformed row must
+    fail its rule, not the Spark job (ANSI element_at raises)."""
+    return F.try_element_at(F.col(array), i if isinstance(i, Column) else F.lit(i))
+
+
+def _per_request(rule: Callable[[Column], Column]) -> Column:
+    """rule(i) holds for every request i (1-based) of the row."""
+    return F.forall(F.sequence(F.lit(1), F.greatest(F.col("num_requests"), F.lit(1))), rule)
+
+
+def with_user_day_row_checks(df: DataFrame) -> DataFrame:
+    """Adds one non-null boolean column per rule of schemas/quality.USER_DAY_ROW_CHECKS, then
+    MAX_SLICE_LEN (the longest hist_end - hist_start of the row, for the l_max rule).
+
+    Input: user_day_samples rows. Output: the same rows (grain: user-day), the columns appended.
+    No explode: each rule is a higher-order function over the row's arrays."""
+    require_columns(df, USER_DAY_SAMPLES.column_names, "with_user_day_row_checks")
+    per_request = [c.name for c in PER_REQUEST_COLUMNS]
+    start, end = (lambda i: _at("hist_start", i)), (lambda i: _at("hist_end", i))
+    checks: dict[str, Column] = {
+        "qc_window_lengths_match": _all([F.size(c) == F.col("window_len") for c in HIST_ARRAYS]),
+        "qc_request_lengths_match": _all(
+            [F.col("num_requests") >= 1, *[F.size(c) == F.col("num_requests") for c in per_request]]
+        ),
+        "qc_target_lengths_match": _all(
+            [
+                F.aggregate("num_targets", F.lit(0), lambda acc, m: acc + m) == F.col("total_targets"),
+                *[F.size(c) == F.col("total_targets") for c in TARGET_ARRAYS],
+            ]
+        ),
+        "qc_no_null_elements": _all(
+            [F.forall(c, lambda x: x.isNotNull()) for c in (*HIST_ARRAYS, *per_request, *TARGET_ARRAYS)]
+        ),
+        "qc_window_ts_sorted": _all([_non_decreasing("hist_ts")]),
+        "qc_requests_sorted": _all([_non_decreasing("request_ts")]),
+        "qc_offsets_in_window": _all(
+            [_per_request(lambda i: (start(i) >= 0) & (start(i) <= end(i)) & (end(i) <= F.col("window_len")))]
+        ),
+        "qc_offsets_non_decreasing": _all([_non_decreasing("hist_start"), _non_decreasing("hist_end")]),
+        "qc_window_all_read": _all(
+            [
+                _at("hist_start", 1) == 0,
+                _at("hist_end", -1) == F.col("window_len"),
+                _per_request(lambda i: (i == 1) | (start(i) <= end(F.greatest(i - 1, F.lit(1))))),
+            ]
+        ),
+        "qc_slice_before_request": _all(
+            [
+                _per_request(
+                    lambda i: (start(i) >= end(i))
+                    | (_at("hist_ts", F.greatest(end(i), F.lit(1))) < _at("request_ts", i))
+                )
+            ]
+        ),
+        "qc_labels_binary": _all([F.forall(c, lambda x: x.isin(0, 1)) for c in LABEL_COLUMN_NAMES]),
+    }
+    missing = set(USER_DAY_ROW_CHECKS) ^ set(checks)
+    if missing:  # schemas/quality.py and this function must name the same rules
+        raise KeyError(f"row checks out of sync with schemas/quality.USER_DAY_ROW_CHECKS: {sorted(missing)}")
+    longest = F.array_max(F.zip_with("hist_start", "hist_end", lambda s, e: e - s))
+    return df.select(
+        "*",
+        *[checks[name].alias(name) for name in USER_DAY_ROW_CHECKS],
+        F.coalesce(longest, F.lit(0)).cast("int").alias(MAX_SLICE_LEN),
+    )
+
+
+def user_day_conservation_frame(user_days: DataFrame, published: DataFrame) -> DataFrame:
+    """One row: requests and targets of request_samples `published` and of `user_days` (requests
+    counted with and without repeats). Pass one date of each; the gate expects them equal."""
+    require_columns(user_days, ["request_id", "total_targets"], "user_day_conservation_frame(user_days)")
+    require_columns(published, ["num_targets"], "user_day_conservation_frame(published)")
+    want = published.agg(
+        F.count("*").alias(REQUESTS_PUBLISHED),
+        F.coalesce(F.sum("num_targets"), F.lit(0)).cast("long").alias(TARGETS_PUBLISHED),
+    )
+    got = user_days.agg(
+        F.coalesce(F.sum(F.size("request_id")), F.lit(0)).cast("long").alias(REQUESTS_WRITTEN),
+        F.coalesce(F.sum("total_targets"), F.lit(0)).cast("long").alias(USER_DAY_TARGETS_WRITTEN),
+    )
+    distinct = user_days.select(F.explode("request_id").alias("_id")).agg(
+        F.countDistinct("_id").alias(DISTINCT_REQUESTS_WRITTEN)
+    )
+    return want.crossJoin(got).crossJoin(distinct)
 
 
 def profile(df: DataFrame) -> DataFrame:

@@ -23,6 +23,7 @@ from .fields import LABEL_COLUMN_NAMES, TASKS
 from .impressions import IMPRESSIONS
 from .request_samples import REQUEST_SAMPLES
 from .user_actions import USER_ACTIONS
+from .user_day_samples import USER_DAY_SAMPLES
 
 # Per-row checks added by pipelines/quality.with_row_checks: name -> the rule it pins. Each column
 # is a non-null boolean, True when the row keeps the rule.
@@ -34,6 +35,32 @@ ROW_CHECKS: dict[str, str] = {
     "qc_hist_before_request": "every hist_ts < request_ts (no leakage of the request's future)",
     "qc_labels_binary": "every label element is 0 or 1",
 }
+
+# Per-row checks of a user_day_samples row (pipelines/quality.with_user_day_row_checks), same form.
+USER_DAY_ROW_CHECKS: dict[str, str] = {
+    "qc_window_lengths_match": "every hist_* array has window_len elements",
+    "qc_request_lengths_match": "every per-request array has num_requests elements, num_requests >= 1",
+    "qc_target_lengths_match": "every tgt_*/label_* array has total_targets = sum(num_targets) elements",
+    "qc_no_null_elements": "no array holds a null element",
+    "qc_window_ts_sorted": "the window's hist_ts is sorted ascending (oldest first)",
+    "qc_requests_sorted": "request_ts is non-decreasing (requests in (request_ts, request_id) order)",
+    "qc_offsets_in_window": "0 <= hist_start <= hist_end <= window_len for every request",
+    "qc_offsets_non_decreasing": "hist_start and hist_end are non-decreasing over the requests",
+    "qc_window_all_read": "every window event is in some request's slice (first start 0, last end "
+    "window_len, no gap): the window is never longer than the day's histories",
+    "qc_slice_before_request": "the last event of each request's slice has event_ts < its request_ts",
+    "qc_labels_binary": "every label element is 0 or 1",
+}
+# The longest request slice of a user_day_samples row (hist_end - hist_start), tested <= l_max.
+MAX_SLICE_LEN = "max_slice_len"
+
+# Columns of the one-row user_day_samples conservation frame (pipelines/quality.user_day_conservation_frame):
+# its requests and targets against the published request_samples partition of the same date.
+REQUESTS_PUBLISHED = "requests_published"
+REQUESTS_WRITTEN = "requests_written"
+DISTINCT_REQUESTS_WRITTEN = "distinct_requests_written"
+TARGETS_PUBLISHED = "targets_published"
+USER_DAY_TARGETS_WRITTEN = "targets_written"
 
 # Columns of the one-row conservation frame (pipelines/quality.conservation_frame).
 IMPRESSIONS_READ = "impressions_read"
@@ -52,6 +79,8 @@ SUITE_IMPRESSIONS = "impressions"
 SUITE_USER_ACTIONS = "user_actions"
 SUITE_CONSERVATION = "request_samples_conservation"
 SUITE_DRIFT = "request_samples_drift"
+SUITE_USER_DAY_SAMPLES = "user_day_samples"
+SUITE_USER_DAY_CONSERVATION = "user_day_samples_conservation"
 
 _SPARK_TYPE_NAMES = {"string": "StringType", "long": "LongType", "int": "IntegerType", "array": "ArrayType"}
 
@@ -157,6 +186,42 @@ def request_samples_suite() -> gx.ExpectationSuite:
     return gx.ExpectationSuite(name=SUITE_REQUEST_SAMPLES, expectations=expectations)
 
 
+def user_day_samples_suite() -> gx.ExpectationSuite:
+    """One partition of user_day_samples(_staging), with the user-day `qc_*` columns and
+    MAX_SLICE_LEN added (pipelines/quality.with_user_day_row_checks)."""
+    expectations: list[gxe.Expectation] = [
+        *_schema_expectations(USER_DAY_SAMPLES, (*USER_DAY_ROW_CHECKS, MAX_SLICE_LEN)),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=c) for c in ("user_id", "date", "window_len")],
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "date"]),
+        gxe.ExpectColumnValuesToBeBetween(column=MAX_SLICE_LEN, min_value=0, max_value=_param("l_max")),
+        *[
+            gxe.ExpectColumnValuesToBeInSet(column=name, value_set=[True], notes=rule)
+            for name, rule in USER_DAY_ROW_CHECKS.items()
+        ],
+    ]
+    return gx.ExpectationSuite(name=SUITE_USER_DAY_SAMPLES, expectations=expectations)
+
+
+def user_day_conservation_suite() -> gx.ExpectationSuite:
+    """The one-row frame: requests (each once) and targets equal the published request_samples'."""
+    return gx.ExpectationSuite(
+        name=SUITE_USER_DAY_CONSERVATION,
+        expectations=[
+            gxe.ExpectTableRowCountToEqual(value=1),
+            *[
+                gxe.ExpectColumnPairValuesToBeEqual(column_A=published, column_B=written)
+                for published, written in (
+                    (REQUESTS_PUBLISHED, REQUESTS_WRITTEN),
+                    (REQUESTS_PUBLISHED, DISTINCT_REQUESTS_WRITTEN),
+                    (TARGETS_PUBLISHED, USER_DAY_TARGETS_WRITTEN),
+                )
+            ],
+            gxe.ExpectColumnValuesToBeBetween(column=REQUESTS_PUBLISHED, min_value=1),
+        ],
+    )
+
+
 def impressions_suite() -> gx.ExpectationSuite:
     """One input partition of impressions. Invalid rows are expected (they are quarantined), so
     ids and labels must be valid in at least `input_valid_share` of the rows: the gate stops a
@@ -240,10 +305,13 @@ __all__ = [
     "ROW_CHECKS",
     "ROW_COUNT_RATIO",
     "TARGETS_WRITTEN",
+    "USER_DAY_ROW_CHECKS",
     "GateThresholds",
     "conservation_suite",
     "drift_suite",
     "impressions_suite",
     "request_samples_suite",
     "user_actions_suite",
+    "user_day_conservation_suite",
+    "user_day_samples_suite",
 ]

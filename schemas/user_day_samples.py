@@ -7,7 +7,8 @@ the window that is exactly that request's `request_samples` history:
 
 * window: `hist_*` arrays (the request_samples history columns, same names, same event order),
   from the first event of the day's first request's history to the last event before the day's
-  last request; `window_len` events.
+  last request, less any events no request reads (more than L_max events between two requests):
+  the union of the day's histories; `window_len` events.
 * per request, in request order (request_ts, request_id), arrays of length `num_requests`:
   `request_id`, `request_ts`, `hist_start`, `hist_end` (0 <= start <= end <= window_len,
   end - start <= L_max, starts and ends non-decreasing), `num_targets`.

@@ -3,7 +3,8 @@
 Only the .py sources go in (no __pycache__), in sorted order, so the zip is the same for the same
 sources. Python's zipfile instead of the `zip` tool: a fresh machine may not have the tool.
 
-    python scripts/build_py_files.py dist/rlb-pipeline.zip schemas pipelines jobs loader trainer synthetic
+    python scripts/build_py_files.py dist/rlb-pipeline.zip \
+        schemas pipelines jobs storage loader trainer synthetic
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # A Spark standalone cluster on loopback: one master and two workers as separate JVMs, started
 # with pyspark's own bin/spark-class (the pip wheel has no sbin/ scripts), and stopped by the pids
 # this script recorded. Workers inherit this shell's environment, so export the AWS variables
-# (jobs/object_store.py) before `start` for an s3a:// warehouse.
+# (storage/object_store.py) before `start` for an s3a:// warehouse.
 #
 #   scripts/spark_cluster.sh start STATE_DIR [MASTER_PORT]   # prints spark://127.0.0.1:PORT
 #   scripts/spark_cluster.sh stop STATE_DIR

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from loader import RequestBatch
+from loader import HISTORY_FIELDS, TARGET_FIELDS, RequestBatch
+from loader.grouped_batch import GroupedBatch
 from schemas.constants import DAY_MS, SECOND_MS, day_start_ms
 from schemas.fields import ACTION_BITS, TASKS
 from trainer.config import STCAConfig
@@ -212,4 +213,98 @@ def membership_batch(
         tgt_item_id=torch.from_numpy(t_item.astype(np.int64)),
         tgt_author_id=torch.from_numpy((t_item % num_authors + 1).astype(np.int64)),
         labels=labels,
+    )
+
+
+def user_day_batch(
+    requests_per_user: Sequence[int],
+    *,
+    l_max: int,
+    max_targets: int,
+    min_targets: int = 1,
+    first_events: tuple[int, int] | None = None,
+    gap_events: tuple[int, int] = (0, 12),
+    num_items: int = 100_000,
+    num_authors: int = 10_000,
+    num_tasks: int = len(TASKS),
+    seed: int = 0,
+) -> GroupedBatch:
+    """User-days as a `GroupedBatch` (loader/grouped_batch.py): one event sequence per user, its
+    requests at increasing times, each request's history the last <= l_max events before it.
+
+    User u has requests_per_user[u] requests; before the first come n0 events (uniform in
+    first_events, default [0, l_max + l_max // 4]: cold starts, short and full histories), and
+    between consecutive requests uniform(gap_events) more (0: two requests read the same
+    history). Events and requests share one timeline of strictly increasing times, so every event
+    of a request's slice is strictly before its request_ts and every later event after it. The
+    window runs from the first request's first history event to the last event before the last
+    request. Each request has min_targets..max_targets targets; other values are random_batch's
+    noise."""
+    if l_max < 1 or not 1 <= min_targets <= max_targets or min(requests_per_user, default=1) < 1:
+        raise ValueError(
+            f"need l_max >= 1, 1 <= min_targets <= max_targets and >= 1 request per user, got "
+            f"l_max={l_max}, min_targets={min_targets}, max_targets={max_targets}, "
+            f"requests_per_user={list(requests_per_user)}"
+        )
+    g = np.random.default_rng(seed)
+    lo, hi = first_events if first_events is not None else (0, l_max + l_max // 4)
+    window: dict[str, list[np.ndarray]] = {name: [] for name in HISTORY_FIELDS}
+    per_request: dict[str, list[int]] = {"group": [], "request_ts": [], "hist_start": [], "hist_end": []}
+    window_len: list[int] = []
+    for u, k in enumerate(requests_per_user):
+        cuts = int(g.integers(lo, hi + 1)) + np.concatenate(
+            [[0], np.cumsum(g.integers(gap_events[0], gap_events[1] + 1, k - 1))]
+        ).astype(np.int64)  # (k,) events before each request
+        events = int(cuts[-1])
+        # One timeline: request j comes right after event cuts[j] - 1; steps of 1 s .. 1 day.
+        slot = np.arange(events + k)
+        is_request = np.zeros(events + k, dtype=bool)
+        is_request[cuts + np.arange(k)] = True
+        ts = REQUEST_TS - 40 * DAY_MS + np.cumsum(g.integers(SECOND_MS, DAY_MS // 4, events + k))
+        event_ts, request_ts = ts[slot[~is_request]], ts[is_request]  # (events,), (k,)
+        first = max(0, int(cuts[0]) - l_max)  # the window's first event: the first request's cut
+        for j in range(k):
+            per_request["group"].append(u)
+            per_request["request_ts"].append(int(request_ts[j]))
+            per_request["hist_start"].append(max(0, int(cuts[j]) - l_max) - first)
+            per_request["hist_end"].append(int(cuts[j]) - first)
+        n = events - first
+        window_len.append(n)
+        duration = g.integers(3_000, 120_000, n)
+        values = {
+            "hist_item_id": g.integers(1, num_items, n),
+            "hist_author_id": g.integers(1, num_authors, n),
+            "hist_action": g.integers(0, 2 ** len(ACTION_BITS), n),
+            "hist_ts": event_ts[first:],
+            "hist_watch_ms": (duration * g.random(n) * 1.5).astype(np.int64),
+            "hist_duration_ms": duration,
+        }
+        for name in HISTORY_FIELDS:
+            window[name].append(values[name])
+    r = len(per_request["group"])
+    num_targets = g.integers(min_targets, max_targets + 1, r)
+    t = int(num_targets.sum())
+    int32 = {"hist_action", "hist_watch_ms", "hist_duration_ms", "tgt_position", "tgt_duration_ms"}
+
+    def tensor(name: str, values: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(values, dtype=np.int32 if name in int32 else np.int64))
+
+    targets = {
+        "tgt_item_id": g.integers(1, num_items, t),
+        "tgt_author_id": g.integers(1, num_authors, t),
+        "tgt_position": np.concatenate([np.arange(n) for n in num_targets]),
+        "tgt_duration_ms": g.integers(3_000, 120_000, t),
+    }
+    return GroupedBatch(
+        request_id=[f"u{seed}-{u}-r{j}" for u, k in enumerate(requests_per_user) for j in range(k)],
+        user_id=torch.from_numpy(g.integers(0, 1 << 40, len(requests_per_user))),
+        window_len=torch.tensor(window_len, dtype=torch.int64),
+        window={name: tensor(name, np.concatenate(window[name])) for name in HISTORY_FIELDS},
+        group=torch.tensor(per_request["group"], dtype=torch.int64),
+        request_ts=torch.tensor(per_request["request_ts"], dtype=torch.int64),
+        hist_start=torch.tensor(per_request["hist_start"], dtype=torch.int64),
+        hist_end=torch.tensor(per_request["hist_end"], dtype=torch.int64),
+        num_targets=torch.from_numpy(num_targets.astype(np.int64)),
+        targets={name: tensor(name, targets[name]) for name in TARGET_FIELDS},
+        labels=torch.from_numpy(g.integers(0, 2, (t, num_tasks)).astype(np.float32)),
     )

@@ -53,6 +53,15 @@ class Template:
     undisturbed_quarantine: str
 
 
+def _day(spark: SparkSession, wh: str, day: str) -> tuple[str, str]:
+    """Hashes of one date of the output and of its impressions quarantine."""
+    where = f"date = '{day}'"
+    return (
+        content_hash(spark, REQUEST_SAMPLES_STAGING.location(wh), where),
+        content_hash(spark, QUARANTINE.location(wh), f"source_table = 'impressions' AND {where}"),
+    )
+
+
 def _tables(spark: SparkSession, wh: str) -> tuple[str, str]:
     out = content_hash(spark, REQUEST_SAMPLES_STAGING.location(wh))
     return out, content_hash(spark, QUARANTINE.location(wh), "source_table = 'impressions'")
@@ -145,15 +154,26 @@ def test_failed_output_write_after_quarantine_restores_both(
     assert _tables(spark, wh) == (template.previous, template.previous_quarantine)
 
 
-def test_concurrent_runs_of_one_date_one_wins(
-    spark: SparkSession, template: Template, wh: str, tmp_path: Path
+def test_concurrent_runs_same_date_one_wins_other_date_both_succeed(
+    spark: SparkSession, template: Template, wh: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both runs wait at before_write for each other, then write together: Delta lets one commit;
-    the other exits 1 with one line naming the date, the table and what to do."""
-    fault = f"build_request_samples:before_write:barrier={tmp_path / 'barrier'}"
+    """Three runs wait at before_write for each other, then write together: two of D (command
+    lines) and one of D1 (in this process, on its warm session). Of the two D runs Delta lets one
+    commit; the other exits 1 with one line naming the date, the table and what to do. The D1 run
+    writes other partitions (each write's replaceWhere covers its own dates), so Delta finds no
+    conflict with it: it succeeds."""
+    fault = f"build_request_samples:before_write:barrier3={tmp_path / 'barrier'}"
     cmd = _command("build_request_samples", wh, D, "--l-max", "3")
     pipes = {"stderr": subprocess.PIPE, "stdout": subprocess.DEVNULL, "text": True}
     procs = [subprocess.Popen(cmd, env=_env(fault), cwd=REPO, **pipes) for _ in range(2)]  # type: ignore[call-overload]
+    try:
+        monkeypatch.setenv("RLB_FAULT", fault)
+        other_date = build_request_samples.run(spark, SamplesArgs(date=D1, warehouse=wh, l_max=3))
+        monkeypatch.delenv("RLB_FAULT")
+    except BaseException:
+        for proc in procs:  # they would wait at the barrier for this run
+            proc.kill()
+        raise
     errs = [p.communicate(timeout=300)[1] for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 1], [e[-2000:] for e in errs]
@@ -162,7 +182,10 @@ def test_concurrent_runs_of_one_date_one_wins(
     assert len(lines) == 1, loser[-3000:]
     assert f"date {D}" in lines[0] and "of table " in lines[0] and "Wait for the other run" in lines[0]
     assert "Traceback" not in loser and "py4j" not in loser.lower()
-    assert _tables(spark, wh) == (template.undisturbed, template.undisturbed_quarantine)
+    assert _day(spark, wh, D) == (template.undisturbed, template.undisturbed_quarantine)
+    # D1's run checked conservation on what it committed before returning; its rows are there.
+    d1 = resolve_snapshot(REQUEST_SAMPLES_STAGING.location(wh), date_from=D1, date_to=D1)
+    assert other_date["requests"] == d1.num_records > 0
 
 
 def _damage(path: Path, how: str) -> None:
@@ -220,6 +243,17 @@ def test_zero_byte_part_files_are_ignored_by_readers(
         (folder / "part-00000-0badc0de-0000-0000-0000-000000000000.c000.snappy.parquet").touch()
     assert content_hash(spark, out_path) == template.previous
     assert _snapshot_rows(out_path) == rows
+
+
+def test_every_job_command_line_exits_through_the_job_error_path() -> None:
+    """Each job whose main runs through run_job ends its __main__ block with exit_on_job_error, so
+    its errors read as one `<job>: error:` line and exit status 1 (jobs/runner.py)."""
+    sources = {p.name: p.read_text() for p in (REPO / "jobs").glob("*.py")}
+    jobs = {name: text for name, text in sources.items() if "\ndef main(" in text and "run_job(" in text}
+    assert len(jobs) >= 10
+    for name, text in jobs.items():
+        _, _, block = text.partition('\nif __name__ == "__main__":')
+        assert block and "exit_on_job_error(" in block and "main, sys.argv[1:])" in block, name
 
 
 def test_date_must_have_the_yyyy_mm_dd_shape(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,9 @@ writes ceil(rows / LOADER_ROWS_PER_FILE) files per date, one row group each, not
 
 from __future__ import annotations
 
+import datetime as dt
+import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +18,20 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 import jobs.delta_io as delta_io
-from jobs import maintain_tables
+from jobs import build_request_samples, import_public_logs, maintain_tables
 from jobs.build_user_history import STATE_PROPERTIES
-from jobs.delta_io import ensure_table, overwrite_where
+from jobs.delta_io import ensure_table, latest_version, overwrite_where
 from loader import DeletionVectorError, read_delta, register_pin, resolve_snapshot
-from schemas import QUARANTINE, REQUEST_SAMPLES_STAGING, USER_HISTORY, TableContract
+from pipelines.public_logs import MOVIELENS
+from schemas import (
+    IMPRESSIONS,
+    QUARANTINE,
+    REQUEST_SAMPLES,
+    REQUEST_SAMPLES_STAGING,
+    USER_ACTIONS,
+    USER_HISTORY,
+    TableContract,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -151,6 +163,40 @@ def test_loader_facing_backfill_writes_row_groups_of_the_set_size_per_date(
         for f in files:
             users = pq.read_table(f, columns=["user_id"]).column("user_id").to_pylist()
             assert users == sorted(users)  # clustered by user within a file
+
+
+def test_sparse_log_backfill_writes_one_file_per_active_date_in_one_commit(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """A generated MovieLens log of 240 ratings on 60 days scattered over six years, imported and
+    built with one --to-date backfill: each table gets one commit for the range and exactly one
+    file per date that has rows (the date partition's floor), none for the 2,100 empty days."""
+    rng = random.Random(7)
+    start = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
+    days = sorted(rng.sample(range(6 * 365), 60))
+    lines = [
+        f"{rng.randrange(1, 9)}\t{rng.randrange(1, 50)}\t{rng.randrange(1, 6)}\t"
+        f"{int((start + dt.timedelta(days=rng.choice(days), seconds=rng.randrange(86_400))).timestamp())}"
+        for _ in range(240)
+    ]
+    log = tmp_path / "u.data"
+    log.write_text("\n".join(lines) + "\n")
+    wh = str(tmp_path / "warehouse")
+    imported = import_public_logs.run(
+        spark, import_public_logs.Args(fmt=MOVIELENS, inputs=(str(log),), warehouse=wh)
+    )
+    first, last = imported["dates"]
+    backfill = build_request_samples.Args(
+        date=first, to_date=last, warehouse=wh, allow_no_state=True, output=REQUEST_SAMPLES
+    )
+    built = build_request_samples.run(spark, backfill)
+    assert built["requests"] == imported["requests"]
+    for contract in (IMPRESSIONS, USER_ACTIONS, REQUEST_SAMPLES):
+        path = contract.location(wh)
+        dates = {r["date"] for r in spark.read.format("delta").load(path).select("date").distinct().collect()}
+        files = Counter(f.partition["date"] for f in resolve_snapshot(path).data_files)
+        assert 40 <= len(dates) <= 60 and files == dict.fromkeys(dates, 1), (contract.name, files)
+        assert latest_version(spark, path) == 1, contract.name  # created (0), then one commit for the range
 
 
 def test_command_line_needs_an_operation_and_a_sane_retention() -> None:

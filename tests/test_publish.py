@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import runpy
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +17,14 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import build_request_samples, build_user_history, publish, validate
+from jobs import build_request_samples, build_user_history, publish, runner, validate
 from jobs.delta_io import table_exists
-from jobs.gate import read_record
-from jobs.validate import QualityGateError
+from jobs.gate import read_record, record_path
 from schemas import REQUEST_SAMPLES, REQUEST_SAMPLES_STAGING
 from schemas.quality import GateThresholds
 from tests.test_build_jobs import DAYS, L_MAX, STATE_LEN
+
+STAGING = REQUEST_SAMPLES_STAGING.name
 
 pytestmark = pytest.mark.spark
 
@@ -50,6 +54,17 @@ def _published(spark: SparkSession, warehouse: str) -> tuple[int | None, dict[st
     return version, counts
 
 
+def _command_line(job: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    """Runs `python -m jobs.<job> argv` in this process (its `__main__` block, on the test session):
+    the exit status and the lines it wrote to stderr."""
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is imported already
+        mp.setattr(sys, "argv", [job, *argv])
+        with pytest.raises(SystemExit) as exited:
+            runpy.run_module(f"jobs.{job}", run_name="__main__")
+    return int(exited.value.code or 0), capsys.readouterr().err.splitlines()
+
+
 def test_validate_and_publish_flags_map_to_args() -> None:
     """The command lines the DAG runs: threshold flags and --thresholds-json into GateThresholds."""
     day = DAYS[1]
@@ -62,9 +77,15 @@ def test_validate_and_publish_flags_map_to_args() -> None:
 
 
 def test_gate_blocks_then_publishes_with_provenance(
-    spark: SparkSession, warehouse: str, logs_warehouse: Any
+    spark: SparkSession,
+    warehouse: str,
+    logs_warehouse: Any,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     logs_warehouse()
+    monkeypatch.setattr(runner, "get_spark", lambda: spark)  # the command lines below use this session
     day = DAYS[1]
     boot = build_user_history.Args(date=DAYS[0], warehouse=warehouse, state_len=STATE_LEN)
     build_user_history.run(spark, boot)
@@ -73,18 +94,23 @@ def test_gate_blocks_then_publishes_with_provenance(
     assert built["table"] == REQUEST_SAMPLES_STAGING.name
     assert _published(spark, warehouse) == (None, {})  # the build alone publishes nothing
 
-    # Through the command line once: main() parses the flags and runs the same core.
-    with pytest.raises(
-        publish.PublishRefusedError, match=f"no quality gate record for request_samples_staging date {day}"
-    ):
-        publish.main(["--warehouse", warehouse, "--date", day])
+    # Through the command lines: a refusal or a failed gate is one line naming what and what to
+    # do, and exit status 1, as for every job (jobs/cli.exit_on_job_error).
+    common = ["--warehouse", warehouse, "--date", day]
+    status, err = _command_line("publish", common, capsys)
+    assert status == 1 and [line for line in err if "error" in line.lower()] == [
+        f"publish: error: refusing to publish {day}: no quality gate record for request_samples_staging "
+        f"date {day} at {record_path(Path(warehouse) / '_quality', day)}: "
+        f"run jobs/validate.py --date {day} first"
+    ], err
 
     # An impossible threshold fails the gate: nothing is published, publish refuses.
-    strict = validate.Args(date=day, warehouse=warehouse, thresholds=dataclasses.replace(GATE, max_targets=1))
-    with pytest.raises(
-        QualityGateError, match=rf"quality gate failed for request_samples_staging date {day} \(version 1"
-    ):
-        validate.run(spark, strict)
+    status, err = _command_line("validate", [*common, *GATE_FLAGS, "--max-targets", "1"], capsys)
+    errors = [line for line in err if line.startswith("validate: error: ")]
+    assert status == 1 and len(errors) == 1, err
+    assert errors[0].startswith(f"validate: error: quality gate failed for {STAGING} date {day} (version 1")
+    assert errors[0].endswith("the thresholds), rebuild and validate again.")
+    assert "Traceback" not in "\n".join(err)
     publish_day = publish.Args(date=day, warehouse=warehouse)
     with pytest.raises(
         publish.PublishRefusedError, match="the quality gate failed for request_samples_staging version 1"
@@ -120,3 +146,6 @@ def test_gate_blocks_then_publishes_with_provenance(
     ):
         publish.run(spark, publish_day)
     assert _published(spark, warehouse) == (version, counts)
+    # GX logged no Data Docs rendering error (a KeyError 'observed_value' traceback per suite
+    # when big batches were stored with BOOLEAN_ONLY results), on the failed run or the passed one.
+    assert "Traceback" not in caplog.text and "data docs rendering" not in caplog.text, caplog.text[-3000:]

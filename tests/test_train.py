@@ -3,6 +3,7 @@ history-collapse alarm."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -17,11 +18,12 @@ import torch
 import loader.snapshot
 import trainer.train
 from loader import LoaderError, RequestBatch, active_pins
+from loader.batch import HISTORY_FIELDS
 from synthetic.batches import planted_batch, tiny_config
 from synthetic.tables import SyntheticSamples, write_synthetic_samples
 from trainer.checkpoint import load_checkpoint
 from trainer.config import STCAConfig, VISTAConfig
-from trainer.metrics import compare_runs, history_collapse_warnings, history_probe
+from trainer.metrics import compare_runs, history_collapse_warnings, history_probe, shuffled_history
 from trainer.registry import build_model
 from trainer.train import Dist, TrainConfig, get_lr, main, parse_args, rank_loader_state, train
 
@@ -247,6 +249,23 @@ def test_collapse_alarm_fires_when_predictions_ignore_the_history() -> None:
     assert all(w["kind"] == "history_collapse" for w in warnings)
     flat["10000"]["like"]["auc"] = 0.49  # one task moving with length is enough to stay quiet
     assert history_collapse_warnings(flat, None) == []
+
+
+def test_probe_swaps_across_users_and_measures_only_changed_histories() -> None:
+    """Requests of one user sit together and share their history; an evaluation order grouped by
+    length starts with cold-start batches. A plain roll compared identical histories there and
+    reported 0.0 for models that read the history (the false alarm this guards against)."""
+    batch = planted_batch(8, 32, 4, seed=0)
+    same = {f: batch.__dict__[f][[0, 0, 0, 0, 4, 4, 4, 4]] for f in ("hist_len", *HISTORY_FIELDS)}
+    batch = dataclasses.replace(batch, user_id=torch.tensor([5, 5, 5, 5, 9, 9, 9, 9]), **same)
+    swapped, changed = shuffled_history(batch)
+    assert bool(changed.all()) and bool((swapped.hist_item_id[:4] == batch.hist_item_id[4]).all())
+    empty = dataclasses.replace(batch, hist_len=torch.zeros(8, dtype=torch.int64),
+                                **{f: torch.zeros_like(same[f]) for f in HISTORY_FIELDS})  # fmt: skip
+    reader = build_model("stca", tiny_config())
+    assert history_probe(reader, [empty]) is None  # nothing to swap: no measurement, no alarm
+    probe = history_probe(reader, [empty, batch])
+    assert probe is not None and probe["values"] == int(batch.num_targets.sum()) * batch.labels.shape[-1]
 
 
 def test_collapse_alarm_stays_quiet_for_stca_trained_on_history_signal() -> None:

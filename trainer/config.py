@@ -16,6 +16,7 @@ from schemas.fields import ACTION_BITS, TASKS
 
 ATTENTION_KINDS: tuple[str, ...] = ("shortcut", "sdpa")
 SUMMARY_ATTENTION_KINDS: tuple[str, ...] = ("softmax", "linear")  # VISTA summarizer (trainer/vista.py)
+HISTORY_TIME_KINDS: tuple[str, ...] = ("token", "bias")  # where the request-relative time enters STCA
 
 
 class ConfigError(ValueError):
@@ -53,6 +54,12 @@ class STCAConfig:
     # the literal form stayed at chance on 1 seed of 3 of the planted tensor task and was no better
     # on the Spark-built one (TokenTransform, benchmarks/quality.py). False: the paper's form.
     history_residual: bool = True
+    # Where an event's age (request_ts - hist_ts) enters: "token" adds its embedding to the event
+    # token before the history transform (the paper's form), so X~ depends on the request; "bias"
+    # keeps X~ request-independent, one X~ per user-day window for all its requests (MRLB,
+    # trainer/mrlb.py), and adds a learned per-layer, per-head bias of the age bucket to the
+    # attention logits (STCAEncoder). STCA only; the default stays "token" (docs/training.md).
+    history_time: str = "token"
     tasks: tuple[str, ...] = TASKS  # one logit per task, in the order of RequestBatch.labels' last axis
     task_weights: tuple[float, ...] = field(default_factory=tuple)  # loss weight per task; empty = all 1.0
 
@@ -79,6 +86,8 @@ class STCAConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.watch_ratio_max <= 0:
             raise ConfigError(f"watch_ratio_max must be > 0, got {self.watch_ratio_max}")
+        if self.history_time not in HISTORY_TIME_KINDS:
+            raise ConfigError(f"history_time must be one of {HISTORY_TIME_KINDS}, got {self.history_time!r}")
         if self.attention not in ATTENTION_KINDS:
             raise ConfigError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
         if not self.tasks or len(set(self.tasks)) != len(self.tasks):

@@ -300,24 +300,44 @@ PROBE_MIN_LOGIT_CHANGE = 1e-3  # mean |logit(full history) - logit(another reque
 FLAT_AUC_DECIMALS = 4  # AUCs equal to this many decimals at every length count as a flat curve
 
 
-def shuffled_history(batch: RequestBatch) -> RequestBatch:
-    """The batch with each request given the next request's history (rolled by one along the
-    batch), targets and users kept: a model that reads the history must change its predictions."""
-    rolled = {f: torch.roll(getattr(batch, f), 1, dims=0) for f in (*HISTORY_FIELDS, "hist_len")}
-    return dataclasses.replace(batch, **rolled)  # type: ignore[arg-type]
+def shuffled_history(batch: RequestBatch) -> tuple[RequestBatch, torch.Tensor]:
+    """The batch with each request given another request's history, targets and users kept, and
+    a (B,) mask of the requests whose history really changed (only those can show a dependence).
+
+    The partner is another user's request where the batch allows it: requests sorted by user are
+    shifted by the largest per-user count, so a user's run of requests never lands on itself
+    (neighbouring requests of one user share almost their whole history, and an evaluation batch
+    grouped by length can hold only empty histories: a plain roll measured nothing there)."""
+    b = batch.size
+    order = torch.sort(batch.user_id.cpu(), stable=True).indices
+    shift = int(torch.unique(batch.user_id.cpu(), return_counts=True)[1].max()) if b else 0
+    if not 0 < shift < b:
+        shift = 1 if b else 0
+    partner = torch.empty(b, dtype=torch.int64)
+    partner[order] = order[(torch.arange(b) + shift) % max(b, 1)]
+    partner = partner.to(batch.hist_len.device)
+    swapped = {f: getattr(batch, f)[partner] for f in (*HISTORY_FIELDS, "hist_len")}
+    changed = batch.hist_len != batch.hist_len[partner]
+    for f in HISTORY_FIELDS:
+        changed |= (getattr(batch, f) != swapped[f]).any(dim=1)
+    return dataclasses.replace(batch, **swapped), changed
 
 
 @torch.no_grad()
 def history_probe(model: torch.nn.Module, batches: Iterable[RequestBatch]) -> dict[str, Any] | None:
     """Mean |logit change| over real targets and tasks when each request's history is swapped for
-    another's, on `batches` (a few evaluation batches of >= 2 requests); None without any."""
+    another's, over the requests whose history the swap changed (a few evaluation batches); None
+    when no request's history could be changed (e.g. only empty histories)."""
     total, count = 0.0, 0
     logits: Callable[[RequestBatch], torch.Tensor] = model.logits  # type: ignore[assignment]
     for batch in batches:
         if batch.size < 2:
             continue
-        mask = batch.target_mask
-        change = (logits(batch).float() - logits(shuffled_history(batch)).float()).abs()[mask]
+        swapped, changed = shuffled_history(batch)
+        if not bool(changed.any()):
+            continue
+        mask = batch.target_mask & changed[:, None]
+        change = (logits(batch).float() - logits(swapped).float()).abs()[mask]
         total, count = total + float(change.sum()), count + change.numel()
     if not count:
         return None

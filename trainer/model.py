@@ -13,22 +13,25 @@ The two batching modes run the same weights:
   request attend to it in one batched call (queries (B, M, .) against keys (B, L, .)).
 * "pointwise": the batch is first flattened to one row per real target with its own copy of the
   history (B' = sum(num_targets), M = 1), as a point-wise trainer reads it.
+A third, MRLB (trainer/mrlb.py), transforms a user-day's history window once for all the day's
+requests; it needs STCA's request-independent history (STCAConfig.history_time="bias", see
+`STCAEncoder`). The encoder meets both layouts through `QueryLayout`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any, Literal, get_args
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from loader import HISTORY_FIELDS, RequestBatch
-from trainer.config import STCAConfig
+from loader import HISTORY_FIELDS, TARGET_FIELDS, RequestBatch
+from trainer.config import HISTORY_TIME_KINDS, ConfigError, STCAConfig
 from trainer.losses import masked_bce_loss
 
 Mode = Literal["rlb", "pointwise"]
@@ -89,8 +92,11 @@ def log_buckets(values: torch.Tensor, *, unit: float, per_octave: int, buckets: 
 class EventEmbedding(nn.Module):
     """History event token: P e_item + W_f [e_author; e_action] + e_time (+ e_watch_ratio).
 
-    The time delta request_ts - hist_ts (seconds, log2 buckets) is the only notion of position:
-    no positional encoding, which is what lets a model trained on ~2k events serve 10k.
+    The time delta request_ts - hist_ts (seconds, log2 buckets; the event's *age*) is the only
+    notion of position: no positional encoding, which is what lets a model trained on ~2k events
+    serve 10k. With STCAConfig.history_time="bias" the token has no age term (`time` is None), so
+    it depends on the event alone and one window of tokens serves every request of a user-day;
+    STCAEncoder then adds the age to the attention logits instead.
 
     P (`item_proj`, with the only bias) is shared with the target token, so an event and a target
     of the same item start as the same vector (every side table starts at zero): matching a target
@@ -107,25 +113,41 @@ class EventEmbedding(nn.Module):
         self.item, self.author, self.item_proj = item, author, item_proj  # shared with the target token
         self.action = nn.Embedding(2**config.action_bits, config.id_dim)  # one row per bit combination
         self.side = nn.Linear(2 * config.id_dim, config.d, bias=False)  # W_f
-        self.time = nn.Embedding(config.time_buckets, config.d)
+        in_token = config.history_time == "token"
+        self.time = nn.Embedding(config.time_buckets, config.d) if in_token else None
         self.watch = nn.Embedding(config.watch_ratio_buckets, config.d) if config.use_watch_ratio else None
 
+    def age_buckets(self, request_ts: torch.Tensor, hist_ts: torch.Tensor) -> torch.Tensor:
+        """Log2 buckets (seconds) of request_ts - hist_ts, broadcast: (B, 1) and (B, L) -> (B, L)."""
+        c = self.config
+        delta_ms = request_ts - hist_ts  # > 0 for real events
+        per_octave, buckets = c.time_buckets_per_octave, c.time_buckets
+        return log_buckets(delta_ms, unit=1000.0, per_octave=per_octave, buckets=buckets)
+
     def forward(self, batch: RequestBatch) -> torch.Tensor:
-        """-> (B, L, d)"""
+        """-> (B, L, d); independent of batch.request_ts when history_time="bias"."""
+        age = self.age_buckets(batch.request_ts[:, None], batch.hist_ts) if self.time is not None else None
+        return self.tokens({name: getattr(batch, name) for name in HISTORY_FIELDS}, age)
+
+    def tokens(self, events: Mapping[str, torch.Tensor], age: torch.Tensor | None) -> torch.Tensor:
+        """events: HISTORY_FIELDS -> (..., L) values; age (..., L) buckets, or None without the
+        time term -> (..., L, d)."""
         c = self.config
         side = torch.cat(
             [
-                self.author(hash_ids(batch.hist_author_id, c.author_buckets)),
-                self.action(batch.hist_action.long() & (2**c.action_bits - 1)),
+                self.author(hash_ids(events["hist_author_id"], c.author_buckets)),
+                self.action(events["hist_action"].long() & (2**c.action_bits - 1)),
             ],
             dim=-1,
-        )  # (B, L, 2 * id_dim)
-        delta_ms = batch.request_ts[:, None] - batch.hist_ts  # (B, L), > 0 for real events
-        t = log_buckets(delta_ms, unit=1000.0, per_octave=c.time_buckets_per_octave, buckets=c.time_buckets)
-        item = self.item_proj(self.item(hash_ids(batch.hist_item_id, c.item_buckets)))  # (B, L, d)
-        x = item + self.side(side) + self.time(t)  # (B, L, d)
+        )  # (..., L, 2 * id_dim)
+        item = self.item_proj(self.item(hash_ids(events["hist_item_id"], c.item_buckets)))  # (..., L, d)
+        x = item + self.side(side)  # (..., L, d)
+        if self.time is not None:
+            if age is None:
+                raise ValueError("EventEmbedding.tokens: history_time='token' needs the age buckets")
+            x = x + self.time(age)
         if self.watch is not None:
-            ratio = batch.hist_watch_ms.float() / batch.hist_duration_ms.float().clamp(min=1.0)  # (B, L)
+            ratio = events["hist_watch_ms"].float() / events["hist_duration_ms"].float().clamp(min=1.0)
             w = (ratio.clamp(0.0, c.watch_ratio_max) / c.watch_ratio_max * c.watch_ratio_buckets).long()
             x = x + self.watch(w.clamp(max=c.watch_ratio_buckets - 1))
         return x
@@ -147,23 +169,28 @@ class TargetEmbedding(nn.Module):
 
     def forward(self, batch: RequestBatch) -> torch.Tensor:
         """-> (B, M, d)"""
+        return self.tokens({name: getattr(batch, name) for name in TARGET_FIELDS})
+
+    def tokens(self, targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """targets: TARGET_FIELDS -> (..., M) values -> (..., M, d)."""
         c = self.config
-        position = batch.tgt_position.long().clamp(0, c.position_buckets - 1)
+        position = targets["tgt_position"].long().clamp(0, c.position_buckets - 1)
         duration = log_buckets(
-            batch.tgt_duration_ms,
+            targets["tgt_duration_ms"],
             unit=1000.0,
             per_octave=_DURATION_BUCKETS_PER_OCTAVE,
             buckets=c.duration_buckets,
         )
         side = torch.cat(
             [
-                self.author(hash_ids(batch.tgt_author_id, c.author_buckets)),
+                self.author(hash_ids(targets["tgt_author_id"], c.author_buckets)),
                 self.position(position),
                 self.duration(duration),
             ],
             dim=-1,
-        )  # (B, M, 3 * id_dim)
-        return self.item_proj(self.item(hash_ids(batch.tgt_item_id, c.item_buckets))) + self.side(side)
+        )  # (..., M, 3 * id_dim)
+        item = self.item_proj(self.item(hash_ids(targets["tgt_item_id"], c.item_buckets)))
+        return item + self.side(side)
 
 
 def attention_key_mask(hist_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +200,43 @@ def attention_key_mask(hist_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     key_mask = hist_mask.clone()
     key_mask[:, 0] = True  # real for rows with history, the dummy key for rows without
     return key_mask, has_history
+
+
+@dataclass
+class QueryLayout:
+    """Which history row, and which of its events, each request's target queries attend to.
+
+    Per request (RLB, `per_request`): row b is request b's own history, one request slot per row
+    (K = 1), and the queries are the (B, M, d) target tokens. Grouped (MRLB, trainer/mrlb.py): row
+    g is a user-day window of L events, K request slots per row, and slot k sees only its request's
+    [start, end) slice of the window (request-aware masking); the queries are one row per real
+    target, (T, 1, d), placed into (N, K, M, d) slots by `slot_index`."""
+
+    key_mask: torch.Tensor  # (N, K, L) bool; an empty slot gets the dummy key 0 (attention_key_mask)
+    has_history: torch.Tensor  # (N, K) bool: the slot's request has at least one event
+    age: torch.Tensor | None  # (N, K, L) age buckets of each event at each slot's request_ts ("bias")
+    slot_index: torch.Tensor | None = None  # (T,) grouped: query row t -> flat index into (N*K*M)
+    slot_targets: int = 1  # M of the grouped slots
+
+    @classmethod
+    def per_request(cls, hist_mask: torch.Tensor, age: torch.Tensor | None = None) -> QueryLayout:
+        """hist_mask (B, L) left-aligned; age (B, L) or None."""
+        key_mask, has_history = attention_key_mask(hist_mask)
+        return cls(key_mask[:, None], has_history[:, None], None if age is None else age[:, None])
+
+    def to_slots(self, q: torch.Tensor) -> torch.Tensor:
+        """Queries -> (N, K, M, d): (B, M, d) per request, (T, 1, d) grouped (zeros in empty slots)."""
+        if self.slot_index is None:
+            return q[:, None]  # (B, 1, M, d)
+        n, k = self.has_history.shape
+        slots = q.new_zeros(n * k * self.slot_targets, q.shape[-1])  # (N*K*M, d)
+        return slots.index_copy(0, self.slot_index, q[:, 0]).view(n, k, self.slot_targets, -1)
+
+    def from_slots(self, o: torch.Tensor) -> torch.Tensor:
+        """(N, K, M, d) -> the queries' own layout (inverse of `to_slots` on real queries)."""
+        if self.slot_index is None:
+            return o[:, 0]  # (B, M, d)
+        return o.reshape(-1, o.shape[-1])[self.slot_index][:, None]  # (T, 1, d)
 
 
 class TargetAttention(nn.Module):
@@ -209,44 +273,85 @@ class TargetAttention(nn.Module):
             self.k_proj.weight.copy_(self.q_proj.weight)
 
     def forward(
-        self, q: torch.Tensor, x: torch.Tensor, key_mask: torch.Tensor, has_history: torch.Tensor
+        self,
+        q: torch.Tensor,
+        x: torch.Tensor,
+        key_mask: torch.Tensor,
+        has_history: torch.Tensor,
+        bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """q (B, M, d) target queries; x (B, L, d) transformed history X~; key_mask (B, L) bool;
-        has_history (B,) bool -> o (B, M, d), zero for rows without history."""
-        ctx = (
-            self._shortcut(q, x, key_mask) if self.kind == "shortcut" else self._sdpa(q, x, key_mask)
-        )  # (B, M, d)
-        o = self.dropout(self.out_proj(ctx))  # (B, M, d)
-        return o.masked_fill(~has_history[:, None, None], 0.0)
+        """Per request: q (B, M, d) target queries; x (B, L, d) transformed history X~; key_mask
+        (B, L) bool; has_history (B,) bool; bias (B, L, H) or None -> o (B, M, d).
+        Grouped (QueryLayout): q (N, K, M, d), K request slots per history row; key_mask (N, K, L),
+        the events each slot may see; has_history (N, K); bias (N, K, L, H), added to slot k's
+        head-h logit of each event -> o (N, K, M, d). Zero where there is no history."""
+        if q.dim() == 3:  # one request per row: K = 1
+            b = None if bias is None else bias[:, None]
+            return self.forward(q[:, None], x, key_mask[:, None], has_history[:, None], b)[:, 0]
+        if self.kind == "shortcut":
+            ctx = self._shortcut(q, x, key_mask, bias)
+        else:
+            ctx = self._sdpa(q, x, key_mask, bias)  # (N, K, M, d)
+        o = self.dropout(self.out_proj(ctx))  # (N, K, M, d)
+        return o.masked_fill(~has_history[:, :, None, None], 0.0)
 
-    def _shortcut(self, q: torch.Tensor, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        b, m, d = q.shape
-        h, dh = self.heads, self.head_dim
-        qh = self.q_proj(q).view(b, m, h, dh)  # (B, M, H, D)
-        w_k = self.k_proj.weight.view(h, dh, d)  # (H, D, d): head h's rows of W_K^T
-        u = torch.einsum("bmhe,hed->bmhd", qh, w_k).reshape(b, m * h, d)  # (B, M*H, d)
-        scores = torch.bmm(u, x.transpose(1, 2)) / math.sqrt(dh)  # (B, M*H, L)
-        scores = scores.masked_fill(~key_mask[:, None, :], float("-inf"))
-        alpha = scores.softmax(dim=-1).to(x.dtype)  # (B, M*H, L)
-        pooled = torch.bmm(alpha, x).view(b, m, h, d)  # (B, M, H, d): alpha X~ per head
-        w_v = self.v_proj.weight.view(h, dh, d)  # (H, D, d)
-        return torch.einsum("bmhd,hed->bmhe", pooled, w_v).reshape(b, m, d)  # (B, M, d)
-
-    def _sdpa(self, q: torch.Tensor, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        b, m, d = q.shape
+    def _shortcut(
+        self, q: torch.Tensor, x: torch.Tensor, key_mask: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        n, k, m, d = q.shape
         length, h, dh = x.shape[1], self.heads, self.head_dim
-        qh = self.q_proj(q).view(b, m, h, dh).transpose(1, 2)  # (B, H, M, D)
-        k = self.k_proj(x).view(b, length, h, dh).transpose(1, 2)  # (B, H, L, D)
-        v = self.v_proj(x).view(b, length, h, dh).transpose(1, 2)  # (B, H, L, D)
-        ctx = F.scaled_dot_product_attention(qh, k, v, attn_mask=key_mask[:, None, None, :])  # (B, H, M, D)
-        return ctx.transpose(1, 2).reshape(b, m, d)  # (B, M, d)
+        qh = self.q_proj(q).view(n, k, m, h, dh)  # (N, K, M, H, D)
+        w_k = self.k_proj.weight.view(h, dh, d)  # (H, D, d): head h's rows of W_K^T
+        u = torch.einsum("nkmhe,hed->nkmhd", qh, w_k).reshape(n, k * m * h, d)  # (N, K*M*H, d)
+        scores = torch.bmm(u, x.transpose(1, 2)).view(n, k, m, h, length) / math.sqrt(dh)
+        if bias is not None:
+            scores = scores + bias.permute(0, 1, 3, 2)[:, :, None]  # + (N, K, 1, H, L)
+        scores = scores.masked_fill(~key_mask[:, :, None, None, :], float("-inf"))  # (N, K, M, H, L)
+        alpha = scores.softmax(dim=-1).to(x.dtype).view(n, k * m * h, length)  # (N, K*M*H, L)
+        pooled = torch.bmm(alpha, x).view(n, k, m, h, d)  # (N, K, M, H, d): alpha X~ per head
+        w_v = self.v_proj.weight.view(h, dh, d)  # (H, D, d)
+        return torch.einsum("nkmhd,hed->nkmhe", pooled, w_v).reshape(n, k, m, d)  # (N, K, M, d)
+
+    def _sdpa(
+        self, q: torch.Tensor, x: torch.Tensor, key_mask: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        n, k, m, d = q.shape
+        length, h, dh = x.shape[1], self.heads, self.head_dim
+        qh = self.q_proj(q).view(n, k * m, h, dh).transpose(1, 2)  # (N, H, K*M, D)
+        keys = self.k_proj(x).view(n, length, h, dh).transpose(1, 2)  # (N, H, L, D)
+        v = self.v_proj(x).view(n, length, h, dh).transpose(1, 2)  # (N, H, L, D)
+        mask: torch.Tensor
+        if k == 1 and bias is None:
+            mask = key_mask[:, :, None, :]  # (N, 1, 1, L): broadcast over heads and queries
+        else:
+            allowed = key_mask[:, :, None, :].expand(n, k, m, length).reshape(n, 1, k * m, length)
+            if bias is None:
+                mask = allowed
+            else:
+                per_query = bias.permute(0, 3, 1, 2)[:, :, :, None, :].expand(n, h, k, m, length)
+                mask = per_query.reshape(n, h, k * m, length).masked_fill(~allowed, float("-inf"))
+                mask = mask.to(qh.dtype)  # (N, H, K*M, L) float: SDPA wants the query's dtype
+        ctx = F.scaled_dot_product_attention(qh, keys, v, attn_mask=mask)  # (N, H, K*M, D)
+        return ctx.transpose(1, 2).reshape(n, k, m, d)  # (N, K, M, d)
 
 
 class STCAEncoder(nn.Module):
     """The stack: X~(i) = LN(SwiGLU_i(X)) (once per request), q(1) = LN(SwiGLU_1(x_t)),
     o(i) = Attn_i(q(i), X~(i)), q(i+1) = LN(SwiGLU_{i+1}([o(1)..o(i), x_t] W_C(i+1))),
     z = SwiGLU([o(1)..o(n), x_t] W_Z). With config.history_residual every LN(SwiGLU(y)) above is
-    LN(y + SwiGLU(y)) (TokenTransform)."""
+    LN(y + SwiGLU(y)) (TokenTransform).
+
+    history_time="bias" (the request-independent history, for MRLB): the event tokens X carry no
+    age, so X~(i) is a function of the events alone and one X~(i) per user-day window serves all
+    of the day's requests; the age enters per request as a learned bias b_i[h, age bucket] on
+    layer i's head-h attention logits (T5's bucketed relative bias and HSTU's time bias, with
+    the same log2 age buckets the token used). Why a logit bias and not an additive key/value
+    term: the age then costs one (K, L, H) table lookup per request and layer, nothing per
+    target or per model dimension, and the shortcut attention (X~ W_K and X~ W_V never built)
+    stays as it is; a key/value term would add a per-request (L, d) tensor (or a per-bucket
+    scatter) to every layer. What it gives up: the age now steers where a target looks but is
+    not part of what it reads (the pooled values). The table starts at zero (no age preference),
+    like every side table (Ranker._zero_side_embeddings)."""
 
     def __init__(self, config: STCAConfig) -> None:
         super().__init__()
@@ -267,24 +372,47 @@ class STCAEncoder(nn.Module):
         self.attentions = nn.ModuleList(TargetAttention(config) for _ in range(n))
         self.output_fusion = nn.Linear((n + 1) * d, d, bias=False)  # W_Z
         self.output = SwiGLU(d, config.hidden, d)
+        self.age_biases: nn.ModuleList | None = None  # b_i: age bucket -> one logit bias per head
+        if config.history_time == "bias":
+            tables = [nn.Embedding(config.time_buckets, config.heads) for _ in range(n)]
+            for table in tables:
+                nn.init.zeros_(table.weight)
+            self.age_biases = nn.ModuleList(tables)
 
-    def forward(self, x: torch.Tensor, hist_mask: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
-        """x (B, L, d) event tokens; hist_mask (B, L) bool; x_t (B, M, d) target tokens -> z (B, M, d)."""
-        key_mask, has_history = attention_key_mask(hist_mask)
+    def forward(
+        self, x: torch.Tensor, hist_mask: torch.Tensor, x_t: torch.Tensor, age: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x (B, L, d) event tokens; hist_mask (B, L) bool; x_t (B, M, d) target tokens; age (B, L)
+        age buckets (history_time="bias" only) -> z (B, M, d)."""
+        return self.run(x, QueryLayout.per_request(hist_mask, age), x_t)
+
+    def run(self, x: torch.Tensor, layout: QueryLayout, x_t: torch.Tensor) -> torch.Tensor:
+        """x (N, L, d) history rows (requests' histories, or user-day windows); layout: which
+        events of which row each query sees; x_t target tokens in the layout's query form,
+        (B, M, d) or (T, 1, d) -> z of the same shape as x_t."""
+        if (self.age_biases is None) != (layout.age is None):
+            raise ValueError(
+                f"history_time={'bias' if self.age_biases is not None else 'token'} needs "
+                f"{'age buckets' if self.age_biases is not None else 'no age buckets'} in the query layout"
+            )
         with record_function("stca.query_transform"):
-            q = self.query_transforms[0](x_t)  # (B, M, d)
+            q = self.query_transforms[0](x_t)  # (..., d)
         outputs: list[torch.Tensor] = []
         for i, attention in enumerate(self.attentions):
             with record_function("stca.history_transform"):
-                x_i = self.history_transforms[i](x)  # (B, L, d): once per request, shared by its M targets
+                x_i = self.history_transforms[i](x)  # (N, L, d): once per row, shared by all its queries
             with record_function("stca.target_attention"):
-                outputs.append(attention(q, x_i, key_mask, has_history))  # (B, M, d)
+                bias = None
+                if self.age_biases is not None and layout.age is not None:
+                    bias = self.age_biases[i](layout.age)  # (N, K, L, H)
+                o = attention(layout.to_slots(q), x_i, layout.key_mask, layout.has_history, bias)
+                outputs.append(layout.from_slots(o))  # (..., d), as x_t
             if i + 1 < len(self.attentions):
                 with record_function("stca.query_fusion"):
-                    fused = self.query_fusions[i](torch.cat([*outputs, x_t], dim=-1))  # (B, M, d)
+                    fused = self.query_fusions[i](torch.cat([*outputs, x_t], dim=-1))  # (..., d)
                     q = self.query_transforms[i + 1](fused)
         with record_function("stca.output_fusion"):
-            return self.output(self.output_fusion(torch.cat([*outputs, x_t], dim=-1)))  # (B, M, d)
+            return self.output(self.output_fusion(torch.cat([*outputs, x_t], dim=-1)))  # (..., d)
 
 
 class RankingHead(nn.Module):
@@ -342,8 +470,16 @@ def _with_nonempty_history_axis(batch: RequestBatch) -> RequestBatch:
 class Ranker(nn.Module):
     """Embeddings, ranking head, loss and the two batching modes; subclasses define `encode`."""
 
+    # STCAConfig.history_time values the model implements: the age-as-logit-bias form is STCA's.
+    history_time_kinds: ClassVar[tuple[str, ...]] = ("token",)
+
     def __init__(self, config: STCAConfig) -> None:
         super().__init__()
+        if config.history_time not in self.history_time_kinds:
+            raise ConfigError(
+                f"{type(self).__name__} supports history_time {self.history_time_kinds}, got "
+                f"{config.history_time!r}; the request-independent history ('bias') is STCA's"
+            )
         self.config = config
         self.item = nn.Embedding(config.item_buckets, config.id_dim)
         self.author = nn.Embedding(config.author_buckets, config.id_dim)
@@ -382,6 +518,10 @@ class Ranker(nn.Module):
         """x (B, L, d), hist_mask (B, L), x_t (B, M, d) -> z (B, M, d)."""
         raise NotImplementedError
 
+    def encode_batch(self, x: torch.Tensor, batch: RequestBatch, x_t: torch.Tensor) -> torch.Tensor:
+        """`encode` with the batch at hand, for encoders that read more of it (STCA's age bias)."""
+        return self.encode(x, batch.hist_mask, x_t)
+
     def forward(self, batch: RequestBatch, mode: str = "rlb") -> tuple[torch.Tensor, torch.Tensor]:
         """-> (logits (B, M, T), loss). Padded targets get logit 0 and no loss."""
         if mode == "rlb":
@@ -405,7 +545,7 @@ class Ranker(nn.Module):
             x_t = self.targets(batch)  # (B, M, d)
             user = self.user(hash_ids(batch.user_id, self.config.user_buckets))  # (B, id_dim)
         with record_function("encode"):
-            z = self.encode(x, batch.hist_mask, x_t)  # (B, M, d)
+            z = self.encode_batch(x, batch, x_t)  # (B, M, d)
         with record_function("head"):
             logits = self.head(z, x_t, user)  # (B, M, T)
         return logits.masked_fill(~batch.target_mask[..., None], 0.0)
@@ -425,9 +565,17 @@ class Ranker(nn.Module):
 class STCA(Ranker):
     """The STCA ranker: event/target tokens -> STCAEncoder -> ranking head."""
 
+    history_time_kinds = HISTORY_TIME_KINDS
+
     def __init__(self, config: STCAConfig) -> None:
         super().__init__(config)
         self.encoder = STCAEncoder(config)
 
     def encode(self, x: torch.Tensor, hist_mask: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         return self.encoder(x, hist_mask, x_t)
+
+    def encode_batch(self, x: torch.Tensor, batch: RequestBatch, x_t: torch.Tensor) -> torch.Tensor:
+        age = None
+        if self.config.history_time == "bias":
+            age = self.events.age_buckets(batch.request_ts[:, None], batch.hist_ts)  # (B, L)
+        return self.encoder(x, batch.hist_mask, x_t, age)

@@ -5,6 +5,8 @@ date at several inference lengths.
         --eval-date 2026-01-03 --model stca --steps 500 --out runs/stca
     torchrun --nproc-per-node 2 -m trainer.train ...      # data parallel (gloo on CPU, nccl on CUDA)
     python -m trainer.train ... --resume runs/stca/checkpoint.pt
+    python -m trainer.train --table warehouse/user_day_samples --mode mrlb \
+        --model-config '{"history_time": "bias"}' ...    # MRLB: a user-day's history once (trainer/mrlb.py)
 
 Training uses length-extrapolative sampling (random recent suffixes, mean --length-mean);
 evaluation keeps the most recent n events for each n in --eval-lengths. Writes
@@ -13,6 +15,10 @@ length, each AUC / GAUC with a 95% user-bootstrap interval, and "warnings" such 
 history collapse), <out>/eval_predictions.npz (the held-out predictions, for paired model
 comparisons: trainer.metrics.compare_runs) and <out>/checkpoint.pt (model, optimizer, scheduler,
 step, loader state).
+
+With --mode mrlb the table is `user_day_samples`: training reads whole user-days (grouped
+batches, --batch-size counts user-days) and runs STCA's history side once per user-day window;
+evaluation reads the same table's held-out dates per request. Other modes read `request_samples`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +44,18 @@ from loader import (
     DEFAULT_PIN_DAYS,
     LengthSampling,
     LoaderConfig,
+    LoaderError,
+    RequestBatch,
     RequestLoader,
     Snapshot,
+    UserDayLoader,
+    UserDayLoaderConfig,
     label_rates,
     nonempty_snapshot,
     register_pin,
     resolve_snapshot,
 )
+from loader.grouped_batch import GroupedBatch
 from schemas.constants import DEFAULT_L_MAX, iso_date
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import STCAConfig
@@ -55,15 +66,19 @@ from trainer.metrics import (
     history_probe,
     write_predictions,
 )
-from trainer.model import Ranker
+from trainer.model import MODES, Ranker
+from trainer.mrlb import MRLB
 from trainer.registry import MODELS, build_model, model_config, parse_model_config
 
 log = logging.getLogger("trainer.train")
 
+TRAIN_MODES: tuple[str, ...] = (*MODES, "mrlb")  # mrlb: trainer/mrlb.py, on user_day_samples
+Loader = RequestLoader | UserDayLoader
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    table: str  # request_samples location
+    table: str  # request_samples location (user_day_samples with mode "mrlb")
     out: str  # run folder: metrics.json, checkpoint.pt
     train_from: str | None = None  # first training date (inclusive)
     train_to: str | None = None  # last training date (inclusive)
@@ -71,9 +86,9 @@ class TrainConfig:
     eval_to: str | None = None  # last held-out date (inclusive): eval_date..eval_to; None: eval_date alone
     version: int | None = None  # pinned table version (default: the latest)
     model: str = "stca"  # one of trainer.registry.MODELS
-    mode: str = "rlb"  # "rlb" or "pointwise" (same loss, for comparison)
+    mode: str = "rlb"  # "rlb", "pointwise" or "mrlb" (same loss; mrlb reads user_day_samples)
     steps: int = 200  # optimizer steps (epochs repeat as needed)
-    batch_size: int = 64  # requests per batch
+    batch_size: int = 64  # requests per batch (user-days per batch with mode "mrlb")
     lr: float = 1e-3  # peak learning rate
     min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
     warmup: int = 20  # linear warm-up steps
@@ -147,15 +162,37 @@ def pick_device(name: str, local_rank: int) -> torch.device:
     return torch.device(name)
 
 
-def train_loader(cfg: TrainConfig, snapshot: Snapshot, d: Dist, device: torch.device) -> RequestLoader:
+def make_loader(
+    cfg: TrainConfig, source: Snapshot, *, grouped: bool = False, date_from: str | None = None,
+    date_to: str | None = None, **options: Any,
+) -> Loader:
+    """The run's table read with LoaderConfig `options`: RequestLoader over request_samples, or
+    with mode "mrlb" UserDayLoader over user_day_samples (grouped batches when `grouped`, for
+    training; per-request batches otherwise, for evaluation)."""
+    if cfg.mode == "mrlb":
+        output = "groups" if grouped else "requests"
+        return UserDayLoader(source, UserDayLoaderConfig(output=output, **options), date_from=date_from,
+                             date_to=date_to)  # fmt: skip
+    return RequestLoader(source, LoaderConfig(**options), date_from=date_from, date_to=date_to)
+
+
+def request_batches(loader: Loader) -> Iterator[RequestBatch]:
+    """The loader's batches, each checked to be per-request (evaluation reads requests)."""
+    for batch in loader:
+        if not isinstance(batch, RequestBatch):
+            raise TypeError(f"expected per-request batches from {type(loader).__name__}, got {type(batch)}")
+        yield batch
+
+
+def train_loader(cfg: TrainConfig, snapshot: Snapshot, d: Dist, device: torch.device) -> Loader:
     sampling = (
         None if cfg.length_mean is None
         else LengthSampling(l_min=cfg.length_min, l_max=cfg.length_max, mean=cfg.length_mean,
                             alpha=cfg.length_alpha)
     )  # fmt: skip
-    lc = LoaderConfig(batch_size=cfg.batch_size, seed=cfg.seed, length_sampling=sampling, rank=d.rank,
-                      world_size=d.world_size, device=str(device))  # fmt: skip
-    return RequestLoader(snapshot, lc, date_from=cfg.train_from, date_to=cfg.train_to)
+    return make_loader(cfg, snapshot, grouped=True, date_from=cfg.train_from, date_to=cfg.train_to,
+                       batch_size=cfg.batch_size, seed=cfg.seed, length_sampling=sampling, rank=d.rank,
+                       world_size=d.world_size, device=str(device))  # fmt: skip
 
 
 def check_eval_range(cfg: TrainConfig, snapshot: Snapshot) -> None:
@@ -186,10 +223,13 @@ def evaluate(
     out: dict[str, Any] = {}
     held_out = snapshot.between(cfg.eval_date, cfg.eval_to or cfg.eval_date)
     for n in cfg.eval_lengths:
-        lc = LoaderConfig(batch_size=cfg.eval_batch_size, shuffle=False, max_history=n, device=str(device))
         acc = MetricAccumulator(model.config.tasks, cfg.bootstrap_replicates, cfg.seed)
-        loader = RequestLoader(held_out, lc)
-        bar = tqdm(loader, total=len(loader), desc=f"eval {cfg.model} @{n}", unit="batch", leave=False)
+        loader = make_loader(cfg, held_out, batch_size=cfg.eval_batch_size, shuffle=False, max_history=n,
+                             device=str(device))  # fmt: skip
+        bar = tqdm(
+            request_batches(loader), total=len(loader), desc=f"eval {cfg.model} @{n}", unit="batch",
+            leave=False,
+        )  # fmt: skip
         with autocast(device):
             for batch in bar:
                 acc.update(batch, model.predict(batch))
@@ -201,14 +241,19 @@ def evaluate(
 
 @torch.no_grad()
 def probe_history(model: Ranker, cfg: TrainConfig, snapshot: Snapshot, device: torch.device) -> Any:
-    """The history-collapse probe (trainer.metrics.history_probe) on the first cfg.probe_batches
-    held-out batches at the longest evaluated length; None when off or without batches."""
+    """The history-collapse probe (trainer.metrics.history_probe) on cfg.probe_batches held-out
+    batches at the longest evaluated length; None when off or without batches.
+
+    The batches are drawn in a seeded shuffled order and only those with two or more non-empty
+    histories count: the evaluation order groups by length, so its first batches can hold only
+    cold-start requests, where swapping histories changes nothing and the probe falsely alarmed."""
     if not cfg.probe_batches:
         return None
     held_out = snapshot.between(cfg.eval_date, cfg.eval_to or cfg.eval_date)
-    lc = LoaderConfig(batch_size=cfg.eval_batch_size, shuffle=False, max_history=max(cfg.eval_lengths),
-                      device=str(device))  # fmt: skip
-    batches = itertools.islice(iter(RequestLoader(held_out, lc)), cfg.probe_batches)
+    loader = make_loader(cfg, held_out, batch_size=cfg.eval_batch_size, shuffle=True, seed=cfg.seed,
+                         max_history=max(cfg.eval_lengths), device=str(device))  # fmt: skip
+    usable = (b for b in request_batches(loader) if int((b.hist_len > 0).sum()) >= 2)
+    batches = itertools.islice(usable, cfg.probe_batches)
     with autocast(device):
         return history_probe(model, batches)
 
@@ -221,16 +266,9 @@ def autocast(device: torch.device) -> Any:
 
 
 def pin_snapshot(cfg: TrainConfig, snapshot: Snapshot) -> None:
-    """Registers the version this run reads (loader.register_pin) unless pin_days is 0. Pins are
-    written with delta-rs on local warehouses; on an object store the run logs that the version
-    is not pinned, so an operator keeps VACUUM's retention above the run's length by hand."""
+    """Registers the version this run reads (loader.register_pin) unless pin_days is 0, in the
+    warehouse's training_pins table, on local disk or the object store the table is on."""
     if cfg.pin_days <= 0:
-        return
-    if "://" in cfg.table and not cfg.table.startswith("file:"):
-        log.warning(
-            "version %d of %s is not pinned: training_pins is written on local warehouses only; "
-            "keep maintain_tables --retain-hours above this run's length", snapshot.version, cfg.table
-        )
         return
     run_id = str(Path(cfg.out).resolve())
     where = register_pin(cfg.table, snapshot.version, run_id=run_id, ttl_days=cfg.pin_days)
@@ -240,6 +278,8 @@ def pin_snapshot(cfg: TrainConfig, snapshot: Snapshot) -> None:
 def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.model not in MODELS:
         raise ValueError(f"--model must be one of {sorted(MODELS)}, got {cfg.model!r}")
+    if cfg.mode not in TRAIN_MODES:
+        raise ValueError(f"--mode must be one of {TRAIN_MODES}, got {cfg.mode!r}")
     d0 = Dist(local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     device = pick_device(cfg.device, d0.local_rank)
     d = init_distributed(device)
@@ -248,6 +288,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     model_config = cfg.model_config
     model = build_model(cfg.model, model_config).to(device)
+    # What the loop calls: the model itself, or MRLB around it (which refuses a model that cannot
+    # share a history between requests, before any data is read).
+    net: torch.nn.Module = MRLB(model) if cfg.mode == "mrlb" else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: get_lr(s, cfg) / cfg.lr)
     # One resolved version for the whole run: the training loader, the eval-range check, the
@@ -274,21 +317,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         step = ckpt.step
         loader.load_state_dict(rank_loader_state(ckpt.loader_state, d, cfg.resume))
         log.info("resumed from %s at step %d (loader %s)", cfg.resume, step, ckpt.loader_state)
-    ddp: torch.nn.Module = model
+    ddp: torch.nn.Module = net
     if d.world_size > 1:
         ddp = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=cfg.model != "stca",
         )  # fmt: skip
     model.train()
     losses: list[float] = []
-    requests = tokens = 0
+    requests = tokens = window_tokens = 0
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.model}", disable=not d.main, unit="step")
     while step < cfg.steps:
         for batch in loader:
             with autocast(device):
-                _, loss = ddp(batch, cfg.mode)
+                _, loss = ddp(batch) if isinstance(batch, GroupedBatch) else ddp(batch, cfg.mode)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -297,6 +340,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             step += 1
             losses.append(float(loss.detach()))
             requests, tokens = requests + batch.size, tokens + batch.num_history_tokens
+            if isinstance(batch, GroupedBatch):  # the events the history side ran over
+                window_tokens += batch.num_window_tokens
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
@@ -321,6 +366,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "seconds": round(seconds, 2),
             "requests_per_s": round(requests * d.world_size / seconds, 1) if seconds else None,
             "history_tokens_per_s": round(tokens * d.world_size / seconds) if seconds else None,
+            # mrlb: events per second through the history side, once per user-day window
+            "window_tokens_per_s": (
+                round(window_tokens * d.world_size / seconds) if seconds and window_tokens else None
+            ),
             "loss_first": losses[0] if losses else None,
             "loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
         },
@@ -347,7 +396,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _checkpoint(out: Path, model: Ranker, model_config: STCAConfig, cfg: TrainConfig, step: int,
-                optimizer: torch.optim.Optimizer, scheduler: Any, loader: RequestLoader, d: Dist) -> None:
+                optimizer: torch.optim.Optimizer, scheduler: Any, loader: Loader, d: Dist) -> None:
     """Rank 0 writes; every rank calls (the loader states are gathered). Ranks hold identical
     weights, but each rank's loader has its own position: all of them are saved, by rank."""
     state: dict[str, Any] = loader.state_dict()
@@ -377,7 +426,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         prog="trainer.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     defaults = TrainConfig(table="", out="")
-    p.add_argument("--table", required=True, help="request_samples Delta table")
+    p.add_argument("--table", required=True,
+                   help="request_samples Delta table (user_day_samples with --mode mrlb)")  # fmt: skip
     p.add_argument("--out", required=True, help="run folder for metrics.json and checkpoint.pt")
     p.add_argument("--train-from", default=None, help="first training date, YYYY-MM-DD")
     p.add_argument("--train-to", default=None, help="last training date, YYYY-MM-DD")
@@ -389,7 +439,9 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     )
     p.add_argument("--version", type=int, default=None, help="pinned table version (default: latest)")
     p.add_argument("--model", default=defaults.model, choices=sorted(MODELS))
-    p.add_argument("--mode", default=defaults.mode, choices=("rlb", "pointwise"))
+    mrlb = 'whole user-days of user_day_samples, STCA with --model-config \'{"history_time": "bias"}\''
+    p.add_argument("--mode", default=defaults.mode, choices=TRAIN_MODES,
+                   help=f"rlb (default), pointwise, or mrlb ({mrlb}; --batch-size counts user-days)")
     ints = ("steps", "batch_size", "warmup", "length_min", "length_max", "eval_batch_size", "seed",
             "checkpoint_every", "bootstrap_replicates", "probe_batches")  # fmt: skip
     floats = ("lr", "min_lr_ratio", "weight_decay", "clip", "length_alpha", "pin_days")
@@ -434,4 +486,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except LoaderError as e:  # no table or version, a refused or unreachable store: one line, no traceback
+        raise SystemExit(f"trainer.train: {e}") from None

@@ -25,8 +25,12 @@ GATE = {"input_valid_share": 0.8, "max_label_rate_delta": 1.0, "min_row_count_ra
         "max_row_count_ratio": 10.0, "min_mean_hist_len_ratio": 0.1, "max_mean_hist_len_ratio": 10.0}
 PIPELINE = ["wait_for_inputs", "build_user_history", "build_request_samples", "validate", "publish"]
 VISTA = ["vista_enabled", "summarize_users", "build_compact_samples"]  # skipped without a vista_checkpoint
-MAINTENANCE = ["maintenance_day", "maintain_tables"]  # after publish; skipped but on Sundays
-TASKS = [*PIPELINE, *VISTA, *MAINTENANCE]
+# After publish: user_day_samples of D from the published request_samples, gated and published.
+USER_DAY = ["build_user_day_samples", "validate_user_day_samples", "publish_user_day_samples"]
+MAINTENANCE = ["maintenance_day", "maintain_tables"]  # after both publishes; skipped but on Sundays
+TASKS = [*PIPELINE, *VISTA, *USER_DAY, *MAINTENANCE]
+# The job script of each Spark task whose id is not the script's name.
+SCRIPTS = {"validate_user_day_samples": "validate", "publish_user_day_samples": "publish"}
 
 
 def project_python() -> str:
@@ -51,10 +55,11 @@ def test_graph_schedule_and_retries_are_as_designed(dag: Any) -> None:
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     assert sorted(t.task_id for t in dag.topological_sort()) == sorted(TASKS)
-    for chain in ([*PIPELINE, *VISTA], ["publish", *MAINTENANCE]):
+    for chain in ([*PIPELINE, *VISTA], ["publish", *USER_DAY, *MAINTENANCE]):
         for up, down in itertools.pairwise(chain):
             assert down in dag.get_task(up).downstream_task_ids
-    assert dag.get_task("publish").downstream_task_ids == {"vista_enabled", "maintenance_day"}
+    assert dag.get_task("publish").downstream_task_ids == {"vista_enabled", "build_user_day_samples"}
+    assert dag.get_task("validate_user_day_samples").application_args[4:6] == ["--table", "user_day_samples"]
     assert dag.get_task("maintain_tables").application_args[-2:] == ["--optimize", "--vacuum"]
     assert dag.catchup is True and dag.max_active_runs == 1
     assert (
@@ -66,11 +71,12 @@ def test_graph_schedule_and_retries_are_as_designed(dag: Any) -> None:
         task = dag.get_task(task_id)
         assert isinstance(task, SparkSubmitOperator)
         assert task.depends_on_past is True
-        assert Path(task.application) == REPO / "jobs" / f"{task_id}.py"
+        assert Path(task.application) == REPO / "jobs" / f"{SCRIPTS.get(task_id, task_id)}.py"
         assert task._spark_binary.endswith("spark-submit")
         assert task.retry_exponential_backoff
     assert dag.get_task("build_user_history").retries == 2
-    assert dag.get_task("validate").retries == 0  # a failed gate is a verdict, not a transient error
+    for gate in ("validate", "validate_user_day_samples"):
+        assert dag.get_task(gate).retries == 0  # a failed gate is a verdict, not a transient error
 
 
 def run_project(code: str, timeout: int = 600) -> str:
@@ -160,7 +166,7 @@ def airflow_db_and_local_spark(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_dag_test_publishes_a_passing_day_and_nothing_of_a_failing_one(dag: Any, warehouse: Path) -> None:
     ok = run_day(dag, warehouse, DAY)
     assert states(ok) == {
-        **dict.fromkeys(PIPELINE, "success"),
+        **dict.fromkeys([*PIPELINE, *USER_DAY], "success"),
         **dict.fromkeys(VISTA[1:], "skipped"),
         "vista_enabled": "success",
         "maintenance_day": "success",  # 2026-02-02 is a Monday: maintenance is skipped
@@ -173,12 +179,15 @@ def test_dag_test_publishes_a_passing_day_and_nothing_of_a_failing_one(dag: Any,
         (warehouse / "_quality" / "gate" / "request_samples_staging" / f"date={DAY}.json").read_text()
     )
     assert record["success"] is True
+    user_day_record = warehouse / "_quality" / "gate" / "user_day_samples_staging" / f"date={DAY}.json"
+    assert json.loads(user_day_record.read_text())["success"] is True
 
     # An impossible gate threshold (at most 1 target per request) fails the next day's gate.
     bad = run_day(dag, warehouse, NEXT_DAY, gate_thresholds={**GATE, "max_targets": 1})
     got = states(bad)
     assert got["build_request_samples"] == "success" and got["validate"] == "failed"
     assert got["publish"] == "upstream_failed"
+    assert {got[t] for t in USER_DAY} == {"upstream_failed"}
     assert str(bad.state) == "failed"
     assert published(warehouse) == after_ok  # request_samples untouched: same version, no NEXT_DAY
     record = json.loads(

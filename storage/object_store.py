@@ -15,6 +15,7 @@ and the variable to set, never a value of a secret.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -22,10 +23,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 if TYPE_CHECKING:  # pyarrow is imported only where a filesystem is built
+    import pyarrow as pa
     import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
 
 SPARK_SCHEME = "s3a"  # Hadoop's S3A connector
 ARROW_SCHEME = "s3"  # delta-rs, pyarrow, petastorm
@@ -55,6 +58,13 @@ class ObjectStoreError(RuntimeError):
 def is_remote(uri: str) -> bool:
     """True for an `s3://`, `s3a://` (or legacy `s3n://`) URI."""
     return urlparse(str(uri)).scheme in REMOTE_SCHEMES
+
+
+def local_path(uri: str) -> str:
+    """A `file://` URI or a plain path as a filesystem path; a remote URI unchanged. Delta logs and
+    delta-rs report local tables as `file://` URIs, while our callers compare and open plain paths."""
+    parsed = urlparse(str(uri))
+    return unquote(parsed.path) if parsed.scheme in ("", "file") else str(uri)
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -201,6 +211,40 @@ def settings_for(uri: str, env: Mapping[str, str] | None = None) -> S3Settings:
 def storage_options_for(uri: str) -> dict[str, str] | None:
     """delta-rs `storage_options` for `uri`: None for a local path, the AWS options otherwise."""
     return settings_for(uri).storage_options() if is_remote(uri) else None
+
+
+@functools.cache
+def _s3_filesystem(settings: S3Settings) -> pafs.S3FileSystem:
+    """One client per distinct settings (a changed environment gets a new one, a test's too)."""
+    return settings.arrow_filesystem()
+
+
+def filesystem_for(uri: str | Path) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's filesystem for `uri` and the path inside it: the local one for a path or a
+    `file://` URI, S3 (from the AWS variables) for `s3://` / `s3a://`. pyarrow's own URI parsing
+    would ignore AWS_ENDPOINT_URL and spell S3A as an unknown scheme."""
+    import pyarrow.fs as pafs
+
+    uri = str(uri)
+    if is_remote(uri):
+        return _s3_filesystem(S3Settings.from_env()), arrow_path(uri)
+    return pafs.LocalFileSystem(), local_path(uri)
+
+
+def parquet_file(uri: str | Path) -> pq.ParquetFile:
+    """A Parquet file (footer read, row groups on demand) on local disk or an object store."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem_for(uri)
+    return pq.ParquetFile(path, filesystem=fs)
+
+
+def read_parquet(uri: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """A whole Parquet file (or the `columns` of it) on local disk or an object store."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem_for(uri)
+    return pq.read_table(path, columns=columns, filesystem=fs)
 
 
 _REFUSED = ("access denied", "access_denied", "accessdenied", "signature", "invalidaccesskeyid", "403")
