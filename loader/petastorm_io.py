@@ -28,9 +28,9 @@ import logging
 import queue
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -50,6 +50,9 @@ from storage.object_store import S3Settings, arrow_path, is_remote
 
 from .collate import host_memory_pool
 from .errors import DataFileError
+
+if TYPE_CHECKING:
+    from .snapshot import Snapshot
 
 # petastorm 0.13.1 drives pyarrow's legacy ParquetDataset API (pinned with it, docs/design.md §6) and
 # warns on every call; the warnings say nothing actionable to our users.
@@ -173,6 +176,29 @@ def read_footer(path: str) -> pq.FileMetaData:
         with _remote_filesystem().arrow.open_input_file(arrow_path(path)) as f:
             return pq.read_metadata(f)
     return pq.read_metadata(path)
+
+
+def read_footers(
+    snapshot: Snapshot, check_schema: Callable[[pa.Schema, str], None]
+) -> dict[str, pq.FileMetaData]:
+    """Every data file's footer, each file's schema checked by `check_schema(schema, path)`; a
+    missing or unreadable file raises DataFileError naming it (the loaders' start-up check)."""
+    footers: dict[str, pq.FileMetaData] = {}
+    for f in snapshot.data_files:
+        try:
+            footers[f.path] = footer = read_footer(f.path)
+            schema = footer.schema.to_arrow_schema()
+        except FileNotFoundError as e:
+            raise DataFileError(
+                f"data file {f.path} of {snapshot.table_path} version {snapshot.version} is missing: "
+                "it was deleted outside Delta (or vacuumed while this version was still in use)"
+            ) from e
+        except Exception as e:
+            raise DataFileError(
+                f"data file {f.path} cannot be read as Parquet: {type(e).__name__}: {e}"
+            ) from e
+        check_schema(schema, f.path)
+    return footers
 
 
 _PUT_POLL_S = 0.05  # a worker blocked on a full results queue re-checks the stop event this often

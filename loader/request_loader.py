@@ -35,7 +35,7 @@ from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, check_schema
 from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError
 from .lengths import LengthSampling
-from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader, read_footer
+from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader, read_footers
 from .snapshot import DateBound, Snapshot
 
 log = logging.getLogger(__name__)
@@ -129,22 +129,9 @@ class RequestLoader(EpochLoader[RequestBatch, LoaderConfig]):
         )  # fmt: skip
 
     def _check_files(self) -> None:
-        self._footers: dict[str, pq.FileMetaData] = {}  # kept: the reader's shard plan needs the row counts
         snap = self.snapshot
-        for f in snap.data_files:
-            try:
-                self._footers[f.path] = footer = read_footer(f.path)
-                schema = footer.schema.to_arrow_schema()
-            except FileNotFoundError as e:
-                raise DataFileError(
-                    f"data file {f.path} of {snap.table_path} version {snap.version} is missing: "
-                    "it was deleted outside Delta (or vacuumed while this version was still in use)"
-                ) from e
-            except Exception as e:
-                raise DataFileError(
-                    f"data file {f.path} cannot be read as Parquet: {type(e).__name__}: {e}"
-                ) from e
-            check_schema(schema, f.path)
+        # kept: the reader's shard plan needs the row counts
+        self._footers: dict[str, pq.FileMetaData] = read_footers(snap, check_schema)
         row_groups = sum(footer.num_row_groups for footer in self._footers.values())
         if row_groups < self.config.world_size:
             # petastorm deals whole row groups to ranks: a rank without one would have no data.

@@ -52,7 +52,7 @@ from .collate import TARGET_ARRAYS, RowGroupArrays, ShuffleBuffer, collate
 from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError, SchemaMismatchError
 from .grouped_batch import GroupedBatch
-from .petastorm_io import SOURCE_KEY, RowGroup, open_reader, read_footer
+from .petastorm_io import SOURCE_KEY, RowGroup, open_reader, read_footers
 from .request_loader import LoaderConfig, _Producer, _seed
 from .snapshot import DateBound, Snapshot
 
@@ -381,20 +381,7 @@ class UserDayLoader(EpochLoader[RequestBatch | GroupedBatch, UserDayLoaderConfig
         """Footers, the small per-request columns of every row group (requests per row group) and
         their offsets; a missing, unreadable or inconsistent file is refused here, by name."""
         snap, cfg = self.snapshot, self.config
-        for f in snap.data_files:
-            try:
-                self._footers[f.path] = footer = read_footer(f.path)
-                schema = footer.schema.to_arrow_schema()
-            except FileNotFoundError as e:
-                raise DataFileError(
-                    f"data file {f.path} of {snap.table_path} version {snap.version} is missing: "
-                    "it was deleted outside Delta (or vacuumed while this version was still in use)"
-                ) from e
-            except Exception as e:
-                raise DataFileError(
-                    f"data file {f.path} cannot be read as Parquet: {type(e).__name__}: {e}"
-                ) from e
-            check_schema(schema, f.path)
+        self._footers.update(read_footers(snap, check_schema))
         reader, shards = open_reader(
             snap.files, INDEX_COLUMNS, seed=1, shuffle_row_groups=False, rank=0, world_size=1,
             workers=cfg.workers, pool=cfg.pool, footers=self._footers,
