@@ -96,7 +96,7 @@ class LoaderConfig:
         return bool(wanted) and torch.cuda.is_available()
 
 
-def _seed(*parts: int) -> int:
+def petastorm_seed(*parts: int) -> int:
     """A non-zero 31-bit seed from parts (petastorm treats 0 as unseeded)."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] % (2**31 - 1)) + 1
 
@@ -162,8 +162,8 @@ class RequestLoader(EpochLoader[RequestBatch, LoaderConfig]):
             self._batches_per_epoch = len(batch_sizes(per_rank, cfg.batch_size, cfg.rank))
         return self._batches_per_epoch
 
-    def _open_epoch(self, epoch: int, skip: int) -> _Producer:
-        producer = _Producer(self.snapshot, self.config, epoch, skip, self._footers)
+    def _open_epoch(self, epoch: int, skip: int) -> EpochProducer:
+        producer = EpochProducer(self.snapshot, self.config, epoch, skip, self._footers)
         producer.start()
         return producer
 
@@ -177,8 +177,11 @@ class RequestLoader(EpochLoader[RequestBatch, LoaderConfig]):
                 "files": len(self.snapshot.data_files), "requests": self.snapshot.num_records, "config": cfg}
 
 
-class _Producer:
-    """Reads, buffers and collates one epoch in a background thread; hands batches over a queue."""
+class EpochProducer:
+    """Reads, buffers and collates one epoch in a background thread; hands batches over a queue.
+
+    Public for the loaders built on it (`UserDayLoader` overrides `_produce`): the thread, the
+    queue, error hand-over and early close are the same for every loader."""
 
     def __init__(
         self,
@@ -301,7 +304,7 @@ class _Producer:
         return open_reader(
             self.snapshot.files,
             LOADER_COLUMNS,
-            seed=_seed(cfg.seed, self.epoch),
+            seed=petastorm_seed(cfg.seed, self.epoch),
             shuffle_row_groups=cfg.shuffle,
             rank=cfg.rank,
             world_size=cfg.world_size,
@@ -331,4 +334,4 @@ class _Producer:
         return buffer.take_peeked(n)
 
 
-__all__ = ["LoaderConfig", "RequestLoader", "RowGroup"]
+__all__ = ["EpochProducer", "LoaderConfig", "RequestLoader", "RowGroup", "petastorm_seed"]

@@ -53,7 +53,7 @@ from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError, SchemaMismatchError
 from .grouped_batch import GroupedBatch
 from .petastorm_io import SOURCE_KEY, RowGroup, open_reader, read_footers
-from .request_loader import LoaderConfig, _Producer, _seed
+from .request_loader import EpochProducer, LoaderConfig, petastorm_seed
 from .snapshot import DateBound, Snapshot
 
 log = logging.getLogger(__name__)
@@ -459,7 +459,7 @@ def units_per_rank(shards: list[list[RowGroup]], requests: Mapping[str, int], ou
     return [sum(requests[_source(g)] for g in shard) for shard in shards]
 
 
-class _UserDayProducer(_Producer):
+class _UserDayProducer(EpochProducer):
     """RequestLoader's producer thread and queue, reading user-day row groups (module docstring)."""
 
     def __init__(
@@ -478,7 +478,7 @@ class _UserDayProducer(_Producer):
     def _open_reader(self) -> tuple[Any, list[list[RowGroup]]]:
         cfg = self.cfg
         return open_reader(
-            self.snapshot.files, USER_DAY_LOADER_COLUMNS, seed=_seed(cfg.seed, self.epoch),
+            self.snapshot.files, USER_DAY_LOADER_COLUMNS, seed=petastorm_seed(cfg.seed, self.epoch),
             shuffle_row_groups=cfg.shuffle, rank=cfg.rank, world_size=cfg.world_size, workers=cfg.workers,
             pool=cfg.pool, footers=self.footers,
         )  # fmt: skip
