@@ -542,11 +542,12 @@ _USER_DAY_LOADER_ABOUT = """\
 `UserDayLoader` with per-request output (the same `RequestBatch`es) against `RequestLoader` on
 the same requests, in one run (`benchmarks/user_day_loader.py`): a synthetic `user_day_samples`
 table and the `request_samples` table holding the same requests (`synthetic/user_days.py`; the
-demo's default scale: 1,500 users x 3 days, about 5 requests per user-day, histories up to 10k).
-The user-day loader decodes each day's window once and slices the requests' histories out of it;
-both then collate the same padded tensors. Goal: at least 2.5x the request loader's delivered
-history tokens/s. (e) is the grouped output for MRLB: the history tokens its requests read and
-the window tokens it delivers (each event once per user-day)."""
+demo's default scale: 1,500 users x 3 days, about 5 requests per user-day, histories up to 10k;
+row groups of 500 rows in both, as the Spark jobs write them). The user-day loader decodes each
+day's window once and slices the requests' histories out of it; both then collate the same
+padded tensors. Goal: at least 2.5x the request loader's delivered history tokens/s. (e) is the
+grouped output for MRLB: the history tokens its requests read and the window tokens it delivers
+(each event once per user-day)."""
 
 
 def _user_day_loader_rows() -> tuple[Row, ...]:
@@ -612,7 +613,8 @@ SPECS: dict[str, Spec] = {
     ),
     "user_day_storage.json": Spec(
         "user_day_samples vs request_samples: history bytes and build time",
-        "History bytes on disk (zstd, `hist_*` columns) of `user_day_samples` against "
+        "History bytes on disk (zstd, `hist_*` columns; user_day_samples' `hist_ts` delta-encoded, "
+        "[user-day-samples.md](user-day-samples.md#storage)) of `user_day_samples` against "
         "`request_samples` for the same requests (`benchmarks/user_day_storage.py`; layout in "
         "[user-day-samples.md](user-day-samples.md)): one generated day at SyntheticConfig's default "
         "scale (L_max = 10k), and every day of MovieLens 100k through the importer. The user-day "

@@ -7,7 +7,8 @@ output, the same `RequestBatch`es) vs `RequestLoader` over the same requests, in
 
 The synthetic pair (synthetic/user_days.py) holds the same requests in both layouts: by default
 1,500 users x 3 days (the demo's default scale), ~5 requests per user-day, histories of mean ~800
-events up to 10k. A request_samples row stores its whole history; a user-day row stores the day's
+events up to 10k, in row groups of LOADER_ROWS_PER_FILE rows as the Spark jobs write them.
+A request_samples row stores its whole history; a user-day row stores the day's
 window once, so the user-day loader decodes about 1/k of the events and slices the requests'
 histories out of the decoded window with numpy. Both loaders then collate the same padded
 tensors, so the gain is bounded by the share of decoding in RequestLoader's epoch.
@@ -34,6 +35,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.common import RESULTS, write_result
 from benchmarks.loader import timed
+from jobs.delta_io import LOADER_ROWS_PER_FILE
 from loader import (
     GroupedBatch,
     LengthSampling,
@@ -48,9 +50,17 @@ from schemas.constants import DEFAULT_L_MAX
 from synthetic.user_days import SyntheticUserDays, write_synthetic_user_days
 
 DAYS3 = ("2026-01-01", "2026-01-02", "2026-01-03")
+# Row groups as the Spark jobs write both tables: LOADER_ROWS_PER_FILE rows each (jobs/delta_io.py),
+# so a user_day_samples row group holds ~5x the requests of a request_samples one, and ~5x the
+# users (a request_samples row group holds ~100 users' requests, a user-day one 500 users' days).
+ROWS = LOADER_ROWS_PER_FILE
 SIZES = {
-    "quick": SyntheticUserDays(num_users=300, dates=DAYS3[:2], mean_hist=800.0, rows_per_group=100),
-    "default": SyntheticUserDays(num_users=1_500, dates=DAYS3, mean_hist=800.0, rows_per_group=100),
+    "quick": SyntheticUserDays(
+        num_users=300, dates=DAYS3[:2], mean_hist=800.0, rows_per_group=ROWS, request_rows_per_group=ROWS
+    ),
+    "default": SyntheticUserDays(
+        num_users=1_500, dates=DAYS3, mean_hist=800.0, rows_per_group=ROWS, request_rows_per_group=ROWS
+    ),
 }
 
 

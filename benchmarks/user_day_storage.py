@@ -9,7 +9,8 @@ requests, and build time for the same day.
   pipeline (pipelines/user_day_samples.py) in one write: the job builds one date per run.
 
 History bytes are the compressed bytes of the hist_* columns of every row group (the codec of the
-session); the user-day side is also given with its per-request offsets (hist_start, hist_end),
+session, each table's writer settings: jobs/delta_io.PARQUET_WRITER_CONF), also given per column
+with its encodings; the user-day side is also given with its per-request offsets (hist_start, hist_end),
 which exist only to index the window, and the goal is checked on that total.
 
     python -m benchmarks.user_day_storage                 # default synthetic scale + MovieLens 100k
@@ -31,14 +32,15 @@ from benchmarks.common import RESULTS, write_result
 from benchmarks.public_logs import ML100K, ML100K_SOURCE, build_samples, import_log
 from jobs import build_request_samples, build_user_day_samples, build_user_history, generate_logs
 from jobs.cli import configure_logging, previous_day
-from jobs.delta_io import overwrite_where
+from jobs.delta_io import PARQUET_WRITER_CONF, overwrite_where
 from jobs.runner import run_job
 from jobs.spark_session import PARQUET_CODEC_CONF, get_spark
-from loader import bytes_of, column_bytes, resolve_snapshot
+from loader import Snapshot, bytes_of, column_bytes, resolve_snapshot
 from pipelines.user_day_samples import user_day_rows, with_user_day_window
 from schemas import REQUEST_SAMPLES, USER_DAY_SAMPLES
 from schemas.constants import DEFAULT_L_MAX
 from schemas.fields import HISTORY_COLUMNS
+from storage.object_store import parquet_file
 from synthetic.logs import SyntheticConfig
 
 log = logging.getLogger("benchmarks.user_day_storage")
@@ -52,10 +54,27 @@ SIZES: dict[str, SyntheticConfig] = {
 }
 
 
+def encodings(snapshot: Snapshot, columns: list[str]) -> dict[str, list[str]]:
+    """The Parquet encodings of each (top-level) column, over every row group of every file."""
+    found: dict[str, set[str]] = {c: set() for c in columns}
+    for path in snapshot.files:
+        meta = parquet_file(path).metadata
+        for rg in range(meta.num_row_groups):
+            group = meta.row_group(rg)
+            for i in range(group.num_columns):
+                chunk = group.column(i)
+                name = chunk.path_in_schema.split(".")[0]
+                if name in found:
+                    found[name].update(chunk.encodings)
+    return {c: sorted(e) for c, e in found.items()}
+
+
 def storage(wh: str, codec: str) -> dict[str, Any]:
-    """History bytes of both tables under `wh` (their current versions), and their ratios."""
+    """History bytes of both tables under `wh` (their current versions), and their ratios; per
+    history column, the bytes of both and their encodings (where the window's bytes go)."""
     req, day = resolve_snapshot(REQUEST_SAMPLES.location(wh)), resolve_snapshot(USER_DAY_SAMPLES.location(wh))
     req_sizes, day_sizes = column_bytes(req), column_bytes(day)
+    req_enc, day_enc = encodings(req, HIST), encodings(day, HIST)
     req_hist, day_hist, day_offsets = (
         bytes_of(req_sizes, HIST),
         bytes_of(day_sizes, HIST),
@@ -73,6 +92,16 @@ def storage(wh: str, codec: str) -> dict[str, Any]:
         "request_samples_total_bytes": sum(req_sizes.values()),
         "user_day_total_bytes": sum(day_sizes.values()),
         "total_ratio": round(sum(day_sizes.values()) / sum(req_sizes.values()), 4),
+        "user_day_writer_conf": PARQUET_WRITER_CONF.get(USER_DAY_SAMPLES.name, {}),
+        "history_columns": {
+            c: {
+                "request_samples_bytes": req_sizes.get(c, 0),
+                "user_day_bytes": day_sizes.get(c, 0),
+                "request_samples_encodings": req_enc[c],
+                "user_day_encodings": day_enc[c],
+            }
+            for c in HIST
+        },
     }
 
 
@@ -130,12 +159,15 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument(
         "--out", type=Path, default=None, help="result file (default: results/user_day_storage.json)"
     )
+    p.add_argument("--note", default="", help="written into the JSON as is: e.g. how busy the machine was")
     args = p.parse_args(argv)
     configure_logging()
     root = Path(args.workdir).resolve()
     shutil.rmtree(root, ignore_errors=True)
     spark = get_spark()
     result: dict[str, Any] = {"size": args.size, "l_max": DEFAULT_L_MAX, "goal_history_ratio_at_most": GOAL}
+    if args.note:
+        result["note"] = args.note
     result["synthetic"] = synthetic(spark, str(root / "synthetic"), SIZES[args.size])
     ratio = result["synthetic"]["storage"]["history_with_offsets_ratio"]
     result["synthetic_goal_met"] = ratio <= GOAL

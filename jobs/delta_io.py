@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import re
+from collections.abc import Iterator
 from urllib.parse import unquote, urlparse
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from schemas import ContractError, TableContract
+from schemas.user_day_samples import DELTA_ENCODED_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,23 @@ LOADER_LAYOUT: dict[str, tuple[str, ...]] = {
 }
 # user_day_samples(_staging): one row per user-day, so a user's day sits whole in one row group.
 LOADER_LAYOUT.update({name: ("user_id",) for name in ("user_day_samples", "user_day_samples_staging")})
+
+
+def _delta_encoded(columns: tuple[str, ...]) -> dict[str, str]:
+    """parquet-mr settings that write these list columns DELTA_BINARY_PACKED: v2 pages (parquet-mr
+    picks the delta encoding for an integer column only there) and no dictionary for them."""
+    return {
+        "parquet.writer.version": "v2",
+        **{f"parquet.enable.dictionary#{c}.list.element": "false" for c in columns},
+    }
+
+
+# Parquet writer settings per table, set on the session for overwrite_where's write (Spark copies
+# session settings into the Hadoop configuration parquet-mr reads; Delta passes only
+# maxRecordsPerFile and compression through as write options). Why these: the contract modules.
+PARQUET_WRITER_CONF: dict[str, dict[str, str]] = {
+    name: _delta_encoded(DELTA_ENCODED_COLUMNS) for name in ("user_day_samples", "user_day_samples_staging")
+}
 
 
 class MissingTableError(FileNotFoundError):
@@ -184,8 +204,26 @@ def overwrite_where(
         writer = writer.option("userMetadata", user_metadata)
     if contract.partition_by:
         writer = writer.partitionBy(*contract.partition_by)
-    writer.save(path)
+    with session_conf(spark, PARQUET_WRITER_CONF.get(contract.name, {})):
+        writer.save(path)
     log.info("wrote %s where %s", contract.name, predicate or "true (whole table)")
+
+
+@contextlib.contextmanager
+def session_conf(spark: SparkSession, conf: dict[str, str]) -> Iterator[None]:
+    """`conf` set on the session for the block, then what was there before restored. Session-wide:
+    a write from another thread of the session meanwhile gets it too (the jobs write from one)."""
+    before: dict[str, str | None] = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, previous in before.items():
+            if previous is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, previous)
 
 
 def overwrite_partition(

@@ -72,6 +72,15 @@ USER_DAY_SAMPLES = TableContract(
     cluster_by=("user_id",),
 )
 
+# Window columns the Spark jobs write DELTA_BINARY_PACKED, without a dictionary
+# (jobs/delta_io.PARQUET_WRITER_CONF; delta-rs 1.6's column properties do not reach list elements,
+# so synthetic/user_days.py writes them as the other columns).
+# hist_ts is sorted within a window and nearly every value is distinct, so its dictionary
+# overflows and parquet-mr falls back to PLAIN: 3.7 bytes per event after zstd, where the delta
+# encoding stores the gaps in 2.9 and decodes faster. request_samples keeps the dictionary: its
+# repeated histories hit it (docs/user-day-samples.md, "Storage").
+DELTA_ENCODED_COLUMNS: tuple[str, ...] = ("hist_ts",)
+
 # Built here, gated (jobs/validate.py), then copied to user_day_samples by jobs/publish.py, like
 # request_samples. Same columns by construction.
 USER_DAY_SAMPLES_STAGING = dataclasses.replace(

@@ -245,6 +245,26 @@ def test_inconsistent_offsets_are_refused_naming_file_and_row_group(
         UserDayLoader(path, UserDayLoaderConfig(batch_size=4))
 
 
+def test_offsets_out_of_order_are_refused_naming_file_and_row_group(tmp_path: Path) -> None:
+    """The issue's "offsets out of order": request 0's slice ends after request 1's, every offset
+    still inside the window."""
+    table, _ = synthetic_user_days(SMALL, "2026-01-01", 0)
+    rows = table.to_pylist()
+    row = next(
+        i
+        for i, r in enumerate(rows)
+        if i >= 10 and r["num_requests"] >= 3 and r["hist_end"][1] < r["window_len"]
+    )
+    table = with_list_value(table, "hist_end", row, 0, rows[row]["window_len"])
+    path = write_user_days(tmp_path / "user_day_samples", table)
+    user = rows[row]["user_id"]
+    with pytest.raises(
+        UserDayOffsetsError,
+        match=rf"\.parquet \(row group 1\): user {user}, request 1 of the user-day: hist_end decreases",
+    ):
+        UserDayLoader(path, UserDayLoaderConfig(batch_size=4))
+
+
 def test_a_slice_reaching_its_request_ts_ends_iteration_naming_the_row_group(tmp_path: Path) -> None:
     table, _ = synthetic_user_days(SMALL, "2026-01-01", 0)
     rows = table.to_pylist()

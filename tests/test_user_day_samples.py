@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlparse
 
+import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -159,6 +161,16 @@ def test_build_job_implies_exactly_the_published_request_samples(
     assert summary["window_events"] <= summary["request_history_events"]
     staged = spark.read.format("delta").load(USER_DAY_SAMPLES_STAGING.location(warehouse))
     assert staged.count() == staged.select("user_id", "date").distinct().count() == summary["user_days"]
+    # The table's writer settings (jobs/delta_io.PARQUET_WRITER_CONF): hist_ts delta-encoded, the
+    # other window columns dictionary-encoded; the session's settings are left as they were.
+    for file in staged.inputFiles():
+        chunks = pq.ParquetFile(urlparse(file).path).metadata.row_group(0)
+        encodings = {
+            chunks.column(i).path_in_schema: chunks.column(i).encodings for i in range(chunks.num_columns)
+        }
+        assert set(encodings["hist_ts.list.element"]) <= {"DELTA_BINARY_PACKED", "RLE"}, file
+        assert "RLE_DICTIONARY" in encodings["hist_item_id.list.element"], file
+    assert spark.conf.get("parquet.writer.version", None) is None
 
     # A tampered published partition: the inconsistent user-day is quarantined, the rest written,
     # requests and targets still add up (and the gate's conservation rule then fails the day).
@@ -205,8 +217,8 @@ def test_gate_passes_then_publishes_and_fails_bad_rows_naming_rule_and_row(
 ) -> None:
     """build -> validate --table user_day_samples -> publish --table user_day_samples on the example;
     then a staged partition with offsets out of order, a slice that reaches its request_ts and a
-    window longer than its requests read fails the gate with each rule and a sample row, and
-    publish refuses it: user_day_samples keeps the passing version."""
+    window longer than l_max + the day's events (events no request reads) fails the gate with each
+    rule and a sample row, and publish refuses it: user_day_samples keeps the passing version."""
     overwrite_where(frame(spark, EXAMPLE), REQUEST_SAMPLES, REQUEST_SAMPLES.location(warehouse), None)
     build_user_day_samples.run(spark, Args(date=DAY, warehouse=warehouse))
     gate = GateThresholds(l_max=3)
@@ -221,6 +233,13 @@ def test_gate_passes_then_publishes_and_fails_bad_rows_naming_rule_and_row(
 
     staging = USER_DAY_SAMPLES_STAGING.location(warehouse)
     rows = {r["user_id"]: r.asDict() for r in spark.read.format("delta").load(staging).collect()}
+    # User 4: user 2's day with l_max + 1 older events before its first request's history, which no
+    # request reads: a window longer than l_max + the day's events, every offset shifted past them.
+    two, extra = rows[2], gate.l_max + 1
+    rows[4] = {**two, "user_id": 4, "window_len": two["window_len"] + extra,
+               **{c: [1 + k for k in range(extra)] + two[c] for c in HIST_ARRAYS},
+               "hist_start": [s + extra for s in two["hist_start"]],
+               "hist_end": [e + extra for e in two["hist_end"]]}  # fmt: skip
     rows[1]["hist_start"] = [0, 1, 0, 3]  # offsets out of order
     rows[2]["hist_end"] = [2, 6]  # past the window (5 events)
     rows[3] = {**rows[3], "window_len": 1, "hist_ts": [7], **{c: [1] for c in HIST_ARRAYS if c != "hist_ts"},
@@ -237,11 +256,15 @@ def test_gate_passes_then_publishes_and_fails_bad_rows_naming_rule_and_row(
     message = str(failed.value)
     for rule in ("qc_offsets_non_decreasing", "qc_offsets_in_window", "qc_slice_before_request"):
         assert re.search(rf"{rule} broken, e.g. by user_id=[123], date='{DAY}'", message), rule
+    assert re.search(rf"qc_window_all_read broken, e.g. by user_id=[24], date='{DAY}'", message)
     assert "max_slice_len <= l_max broken" in message  # user 2's last slice is 4 > l_max 3
     checks = {r["user_id"]: r for r in bad.transform(with_user_day_row_checks).collect()}
     assert [checks[u]["qc_offsets_non_decreasing"] for u in (1, 2, 3)] == [False, True, True]
     assert [checks[u]["qc_offsets_in_window"] for u in (1, 2, 3)] == [True, False, True]
     assert [checks[u]["qc_slice_before_request"] for u in (1, 2, 3)] == [True, False, False]
+    assert [checks[u]["qc_window_all_read"] for u in (1, 2, 3, 4)] == [True, False, True, False]
+    broken = {rule for rule, ok in checks[4].asDict().items() if rule.startswith("qc_") and ok is False}
+    assert broken == {"qc_window_all_read"}  # user 4 breaks that rule alone
     with pytest.raises(
         publish.PublishRefusedError, match="the quality gate failed for user_day_samples_staging"
     ):
