@@ -8,7 +8,15 @@ length (16 ... full, the most recent n events):
 * `stca`, `din`, `mean_pool`: trained on Beta-sampled suffix lengths (mean --length-mean, in
   [16, --length-max]), as benchmarks/public_logs.py trains;
 * `stca_full`: STCA trained on full histories (train long, serve long) against `stca` (train on
-  sampled lengths, serve long).
+  sampled lengths, serve long);
+* `stca_pool`, `stca_pool_flat` (not in the default --variants): STCA that also reads the mean of
+  the history tokens (STCAConfig.history_pool), and the same with attention starting near uniform
+  instead of as a lookup of the target (STCAConfig.match_prior=False): diagnostics of STCA's GAUC
+  gap to mean pooling on MIND.
+
+Each run's history-collapse alarm (trainer/metrics.py: swap probe, attention entropy, history-path
+gradient) is reported per model; a run written before part of it existed is rechecked from its
+checkpoint (trainer.train.recheck_collapse, cached in the run folder's alarm.json).
 
 Every AUC / GAUC carries a 95% interval from a bootstrap over users (the unit that repeats: a
 user's targets share a history, so resampling targets would understate the spread). Whether a
@@ -23,6 +31,9 @@ of "share of the last n events by the target's author" (genre on ml-100k, catego
 which says where in the history that signal sits.
 
     python -m benchmarks.length_study          # both logs -> benchmarks/results/length_study.json
+    python -m benchmarks.length_study --datasets mind --reuse --train-only --variants stca_pool,stca_pool_flat
+    python -m benchmarks.length_study --assemble \\
+        --variants stca,stca_full,din,mean_pool,stca_pool,stca_pool_flat
     python -m benchmarks.length_study --page   # docs/length-study.md and its SVG charts, from the JSON
     python -m benchmarks.length_study --datasets mind --mind tests/data/mind-small-cut --quick \\
         --out /tmp/study.json                  # a smoke run
@@ -40,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmarks.common import hardware
@@ -64,7 +76,16 @@ from pipelines.public_logs import UNKNOWN_AUTHOR
 from schemas import REQUEST_SAMPLES
 from schemas.constants import DEFAULT_L_MAX
 from trainer.config import STCAConfig
-from trainer.metrics import PREDICTIONS_FILE, auc, bootstrap_intervals, compare_runs, paired_difference
+from trainer.metrics import (
+    ATTENTION_ENTROPY_MIN,
+    HISTORY_GRAD_MIN_RATIO,
+    PREDICTIONS_FILE,
+    PROBE_MIN_LOGIT_CHANGE,
+    auc,
+    bootstrap_intervals,
+    compare_runs,
+    paired_difference,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "length_study.json"
@@ -87,10 +108,25 @@ VARIANTS: dict[str, tuple[str, bool]] = {
     "stca_full": ("stca", False),
     "din": ("din", True),
     "mean_pool": ("mean_pool", True),
+    "stca_pool": ("stca", True),
+    "stca_pool_flat": ("stca", True),
 }
+# variant -> its model-config fields over DATASET_MODEL. stca_pool: STCA that also reads the mean of
+# the history tokens (STCAConfig.history_pool), a diagnostic of why STCA trails mean pooling's GAUC on
+# MIND; not in the default --variants.
+# stca_pool_flat: the same without the match-prior init (STCAConfig.match_prior), attention starting
+# near uniform.
+VARIANT_CONFIG: dict[str, dict[str, int]] = {
+    "stca_pool": {"history_pool": True},
+    "stca_pool_flat": {"history_pool": True, "match_prior": False},
+}
+DEFAULT_VARIANTS = "stca,stca_full,din,mean_pool"
 # The model's logit columns (every run here uses the default task list), in the order of its predictions.
 MODEL_TASKS = STCAConfig().tasks
-COMPARISONS = (("stca", "mean_pool"), ("stca", "din"), ("stca", "stca_full"))
+COMPARISONS = (
+    ("stca", "mean_pool"), ("stca", "din"), ("stca", "stca_full"), ("stca_pool", "mean_pool"),
+    ("stca_pool_flat", "mean_pool"),
+)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -106,7 +142,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=str(MIND_SAMPLE),
         help="folder with behaviors.tsv and news.tsv (default: %(default)s)",
     )
-    p.add_argument("--variants", default=",".join(VARIANTS), help="of %(default)s")
+    p.add_argument(
+        "--variants", default=DEFAULT_VARIANTS, help=f"of {','.join(VARIANTS)} (default: %(default)s)"
+    )
     p.add_argument(
         "--workdir", default=".cache/length-study", help="warehouses and runs (default: %(default)s)"
     )
@@ -179,8 +217,11 @@ def evidence(table: str, split: TimeSplit, lengths: list[int], sampling: LengthS
             oracle["auc"][str(n)] = round(auc(np.array(share), y), 4)
             oracle["auc_ci"][str(n)] = _ci(bootstrap_intervals(np.array(share), y, users)["auc_ci"])
     train_files = resolve_snapshot(table, date_to=split.train_to).files
-    train_hist = pa.concat_tables(pq.read_table(f, columns=["hist_len"]) for f in train_files)
+    train_hist = pa.concat_tables(pq.read_table(f, columns=["hist_len", "tgt_item_id"]) for f in train_files)
     train_len = np.asarray(train_hist.column("hist_len").to_pylist(), dtype=np.int64)
+    # a target item never shown in training keeps its random initial embedding: no item signal
+    trained_items = set(pc.list_flatten(train_hist.column("tgt_item_id")).to_pylist())
+    shown_before = [item in trained_items for r in rows for item in r["tgt_item_id"]]
     sampled = sampling.sample(np.random.default_rng(0), 10_000)
     return {
         "eval_targets": len(hist),
@@ -195,6 +236,7 @@ def evidence(table: str, split: TimeSplit, lengths: list[int], sampling: LengthS
             for t, v in labels.items()
         },  # fmt: skip
         "targets_in_history": round(float(np.mean(seen)), 4) if seen else 0.0,
+        "targets_shown_in_training": round(float(np.mean(shown_before)), 4) if shown_before else 0.0,
         # authors unknown to the item file (UNKNOWN_AUTHOR): no author signal for these
         "targets_with_unknown_author": round(float(np.mean(tgt_authors == UNKNOWN_AUTHOR)), 4),
         "history_events_with_unknown_author": round(float(np.mean(hist_authors == UNKNOWN_AUTHOR)), 4)
@@ -206,6 +248,41 @@ def evidence(table: str, split: TimeSplit, lengths: list[int], sampling: LengthS
             float(np.mean([(sampled < n).mean() for n in train_len])) if len(train_len) else 0.0, 4
         ),
     }
+
+
+ALARM_FILE = "alarm.json"  # in a run folder: recheck_collapse's result for a run that predates the alarm
+
+
+def collapse_alarm(run_dir: Path, run: dict[str, Any], table: str) -> dict[str, Any]:
+    """The run's history-collapse alarm (trainer/metrics.py): the swap probe's mean |logit change|,
+    the attention entropy (attention models), the history-path gradient share, and the warnings.
+    From training when metrics.json has them all ("source": "training"); a run written before the
+    entropy and gradient parts existed is rechecked from its checkpoint once (trainer.train
+    recheck_collapse, cached in alarm.json; "source": "recheck")."""
+    from trainer.train import recheck_collapse
+
+    probe, gradient = run.get("history_probe"), run["train"].get("history_gradient")
+    attention = run["config"]["model"] != "mean_pool"
+    if probe is not None and gradient is not None and (not attention or "attention_entropy" in probe):
+        source, warnings = "training", run["warnings"]
+    else:
+        cached = run_dir / ALARM_FILE
+        if not cached.is_file():
+            cached.write_text(json.dumps(recheck_collapse(run_dir, table=table), indent=2, allow_nan=False))
+        checked = json.loads(cached.read_text())
+        probe, gradient, warnings = checked["history_probe"], checked["history_gradient"], checked["warnings"]
+        source = "recheck"
+    return {
+        "source": source,
+        "probe_logit_change": None if probe is None else round(probe["mean_abs_logit_change"], 4),
+        "attention_entropy": None if probe is None else _r(probe.get("attention_entropy")),
+        "history_gradient_ratio": None if gradient is None else float(f"{gradient['mean_ratio']:.3g}"),
+        "warnings": [w["test"] for w in warnings],
+    }
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 def length_effect(run_dir: Path, tasks: tuple[str, ...], lengths: list[int]) -> dict[str, Any]:
@@ -294,7 +371,7 @@ def train_variants(spark: Any, name: str, args: argparse.Namespace) -> None:
     for variant in [v for v in args.variants.split(",") if v]:
         model, sampled = VARIANTS[variant]
         train_run(table, split, work / "runs" / variant, model, args, args.length_mean if sampled else None,
-                  DATASET_MODEL[name])  # fmt: skip
+                  {**DATASET_MODEL[name], **VARIANT_CONFIG.get(variant, {})})  # fmt: skip
 
 
 def assemble_dataset(spark: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -316,7 +393,8 @@ def assemble_dataset(spark: Any, name: str, args: argparse.Namespace) -> dict[st
     for variant in variants:
         run_dir = work / "runs" / variant
         run = json.loads((run_dir / "metrics.json").read_text())
-        runs[variant] = {**run_summary(run, tasks), "length_effect": length_effect(run_dir, tasks, lengths)}
+        runs[variant] = {**run_summary(run, tasks), "length_effect": length_effect(run_dir, tasks, lengths),
+                         "alarm": collapse_alarm(run_dir, run, table)}  # fmt: skip
         print(name, variant, json.dumps(runs[variant]), flush=True)
     comparisons = {
         f"{a} vs {b}": {
@@ -349,8 +427,11 @@ LABELS = {
     "stca_full": "STCA, full-length training",
     "din": "DIN",
     "mean_pool": "mean pooling",
+    "stca_pool": "STCA + pooled history",
+    "stca_pool_flat": "STCA + pooled history, no match prior",
 }
-COLORS = {"stca": "#d62728", "stca_full": "#ff7f0e", "din": "#1f77b4", "mean_pool": "#2ca02c"}
+COLORS = {"stca": "#d62728", "stca_full": "#ff7f0e", "din": "#1f77b4", "mean_pool": "#2ca02c",
+          "stca_pool": "#9467bd", "stca_pool_flat": "#8c564b"}  # fmt: skip
 TITLES = {ML100K_SOURCE.name: "MovieLens 100k", MIND_SOURCE.name: "MIND sample"}
 AUTHOR_FIELD = {ML100K_SOURCE.name: "genre", MIND_SOURCE.name: "news category"}
 GAIN = {
@@ -558,6 +639,7 @@ def _dataset_section(name: str, data: dict[str, Any], lengths: list[str], files:
                         + " | ".join(cells)
                         + " |"
                     )
+    out += _alarm_section(runs)
     out += ["", "### Evidence: where the history could help", ""]
     longer = ", ".join(f"> {_n(n, lengths)}: {_pct(ev['eval_targets_longer_than'][n])}" for n in shorter)
     rates = ", ".join(f"{t} {_pct(ev['positive_rate'].get(t))}" for t in tasks)
@@ -575,7 +657,9 @@ def _dataset_section(name: str, data: dict[str, Any], lengths: list[str], files:
     out += [
         f"* Evaluation targets whose history is longer than n (a cut at n changes only these): {longer}.",
         f"* Positive rate: {rates}; with an empty / a non-empty history: {empty_vs}.",
-        f"* Targets already in the user's history: {_pct(ev['targets_in_history'])}.",
+        f"* Targets already in the user's history: {_pct(ev['targets_in_history'])}; targets whose item was "
+        f"shown in a training request (the others keep a random item embedding): "
+        f"{_pct(ev.get('targets_shown_in_training'))}.",
         f"* Targets and history events whose {AUTHOR_FIELD.get(name, 'author')} is unknown "
         "(no item-file row): "
         f"{_pct(ev['targets_with_unknown_author'])} / {_pct(ev['history_events_with_unknown_author'])}.",
@@ -586,6 +670,39 @@ def _dataset_section(name: str, data: dict[str, Any], lengths: list[str], files:
         "",
     ]
     out += _reading(name, data, lengths)
+    return out
+
+
+def _alarm_section(runs: dict[str, Any]) -> list[str]:
+    """The history-collapse alarm per run (trainer/metrics.py): what it measured and whether it fired."""
+    out = [
+        "",
+        "### Collapse alarm",
+        "",
+        "Does each model's prediction depend on the history (trainer/metrics.py)? The swap probe's mean "
+        "|logit change| when each request gets another user's history (alarm below "
+        f"{PROBE_MIN_LOGIT_CHANGE:g}), the mean normalised attention entropy (0 = every target reads one "
+        f"event, 1 = a plain mean; alarm below {ATTENTION_ENTROPY_MIN:g}), and the share of the gradient "
+        f"norm on the history-only parameters (alarm below {HISTORY_GRAD_MIN_RATIO:g}); AUC identical at "
+        "every length also alarms. \"recheck\": measured from the run's checkpoint after training "
+        "(gradients of 20 training batches at the final weights), the run predating those checks.",
+        "",
+        "| model | swap probe | attention entropy | history gradient share | measured | alarm |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v, run in runs.items():
+        a = run.get("alarm")
+        if a is None:
+            out.append(f"| {LABELS[v]} | absent | absent | absent | not recorded | not recorded |")
+            continue
+        cells = [
+            "absent" if a["probe_logit_change"] is None else f"{a['probe_logit_change']:.3f}",
+            "no attention" if a["attention_entropy"] is None else f"{a['attention_entropy']:.2f}",
+            "absent" if a["history_gradient_ratio"] is None else f"{a['history_gradient_ratio']:.3g}",
+            "in training" if a["source"] == "training" else "recheck",
+            ", ".join(a["warnings"]) or "quiet",
+        ]
+        out.append(f"| {LABELS[v]} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -602,18 +719,9 @@ def _reading(name: str, data: dict[str, Any], lengths: list[str]) -> list[str]:
             f"* {LABELS[v]}: finish AUC {_v(a16, ci16)} at {_n(short, lengths)} events and {_v(af, cif)} "
             f"at full length; paired gain {_d(eff)}: **{GAIN.get(eff.get('verdict', ''), 'absent')}**."
         )
-        for w in run["warnings"]:
-            # the AUC differs between inference lengths: the predictions depend on the history
-            moved = any(len(set(run[t]["auc"].values())) > 1 for t in data["tasks"] if run[t]["auc"])
-            if w["test"] == "history_probe" and moved:
-                out.append(
-                    f"  The history-swap probe flagged this run (mean logit change "
-                    f"{w['mean_abs_logit_change']:.2e} on its first evaluation batches), yet its AUCs "
-                    "differ between inference lengths, which cutting the history could not do if the "
-                    "predictions ignored it: the probe's alarm contradicts the measurements here."
-                )
-            else:
-                out.append(f"  The collapse alarm fired: {w['message']}.")
+        alarm = run.get("alarm") or {"warnings": [w["test"] for w in run["warnings"]]}
+        if alarm["warnings"]:
+            out.append(f"  The collapse alarm fired ({', '.join(alarm['warnings'])}): see the table above.")
     for label, per_n in data["comparisons"].items():
         a, b = label.split(" vs ")
         at_full, at_short = per_n.get(full, {}).get("finish", {}), per_n.get(short, {}).get("finish", {})
@@ -672,7 +780,59 @@ def _reading(name: str, data: dict[str, Any], lengths: list[str]) -> list[str]:
             + "; ".join(why)
             + ".",
         ]
-    return [*out, ""]
+    return [*out, *_trails(data, lengths), ""]
+
+
+def _trails(data: dict[str, Any], lengths: list[str]) -> list[str]:
+    """Where STCA's finish GAUC at full length is below mean pooling's (paired interval), what the
+    evidence and the pooled-history variant say about why; nothing otherwise."""
+    full, runs, ev = lengths[-1], data["runs"], data["evidence"]
+    gap = data["comparisons"].get("stca vs mean_pool", {}).get(full, {}).get("finish", {}).get("gauc")
+    if not gap or gap.get("verdict") != "b wins":
+        return []
+    shown = ev.get("targets_shown_in_training")
+    entropy = (runs["stca"].get("alarm") or {}).get("attention_entropy")
+    text = (
+        f"Why STCA trails mean pooling on GAUC here ({_d(gap)} at full length) while their AUCs are "
+        "level: GAUC ranks the targets of one user against each other, so what counts is how each "
+        "model's score varies between the targets of one request. "
+    )
+    if shown is not None:
+        text += (
+            f"Only {_pct(shown)} of the evaluation targets were shown in any training request; the rest "
+            "keep their random initial item embedding, and their category is almost always unknown "
+            f"({_pct(ev['targets_with_unknown_author'])}), so the target token of most targets is noise. "
+        )
+    text += (
+        "Mean pooling reads one target-independent summary of the history per request, so that noise "
+        "reaches its score only through the target token; STCA's attention weights are a function of "
+        "the target token, so for an unseen item they are a random reading of the history that differs "
+        "from one target of the request to the next"
+    )
+    text += f" (mean normalised attention entropy {entropy:.2f}; a plain mean reads 1)." if entropy else "."
+    pooled = data["comparisons"].get("stca_pool vs mean_pool", {}).get(full, {}).get("finish", {}).get("gauc")
+    if pooled:
+        text += (
+            " Giving STCA mean pooling's summary as well (STCA + pooled history, "
+            f"STCAConfig.history_pool) does not close the gap ({_d(pooled)}): the summary is not what "
+            "STCA lacks, which points at the noise its target-dependent reading adds."
+        )
+    flat = data["comparisons"].get("stca_pool_flat vs mean_pool", {}).get(full, {}).get("finish", {})
+    if flat.get("gauc"):
+        flat_entropy = (runs["stca_pool_flat"].get("alarm") or {}).get("attention_entropy")
+        text += (
+            " Starting the attention near uniform instead of as a lookup of the target's item "
+            "(STCA + pooled history, no match prior: STCAConfig.match_prior=False"
+            + (f", attention entropy {flat_entropy:.2f} after training" if flat_entropy else "")
+            + f") moves STCA - mean pooling to {_d(flat['gauc'])} on GAUC and {_d(flat.get('auc'))} on AUC. "
+            "The default keeps the lookup init all the same: it is what lets STCA find a target in its "
+            "history at all (the sanity task of tests/test_learning.py, 300 steps, seeds 0 and 1: AUC "
+            "0.99 with it, with or without the pooled history; 0.59 without it, 0.50 without it and "
+            "with the pooled history), and on this log, where "
+            f"{_pct(ev['targets_in_history'])} of the targets are in their history, the lookup has "
+            "nothing to find and reads random item vectors instead."
+        )
+    return ["", text]
 
 
 def render_page(result: dict[str, Any]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,22 @@ import pytest
 import torch
 from torch import nn
 
-from loader import RequestBatch, label_rates, resolve_snapshot
+from loader import HISTORY_FIELDS, RequestBatch, label_rates, resolve_snapshot
 from schemas.fields import LABEL_COLUMN_NAMES, TASKS
-from synthetic.batches import membership_batch, planted_batch, tiny_config
+from synthetic.batches import membership_batch, planted_batch, random_batch, tiny_config
 from synthetic.tables import SyntheticSamples, write_synthetic_samples
-from trainer.metrics import auc
-from trainer.model import STCA
+from trainer.baselines import DIN
+from trainer.metrics import (
+    ATTENTION_ENTROPY_MIN,
+    HISTORY_GRAD_MIN_RATIO,
+    auc,
+    history_collapse_warnings,
+    history_gradient,
+    history_probe,
+)
+from trainer.model import STCA, TargetAttention, attention_entropy
 from trainer.registry import build_model
+from trainer.train import TrainConfig, recheck_collapse, train
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
 
@@ -75,6 +85,68 @@ def test_attention_models_find_the_target_in_the_history(name: str) -> None:
 STEPS_MEMBER = 300
 
 
+def test_attention_entropy_is_zero_for_one_event_and_one_for_uniform() -> None:
+    one_hot = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    uniform = torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0.0, 0.0]])  # 4 and 2 keys seen
+    assert attention_entropy(one_hot, torch.tensor([4, 3])) == (0.0, 2)
+    total, rows = attention_entropy(uniform, torch.tensor([4, 2]))
+    assert rows == 2 and total == pytest.approx(2.0)
+    assert attention_entropy(one_hot[:1], torch.tensor([1])) == (0.0, 0)  # one key: nothing to choose
+
+
+@pytest.mark.parametrize("name", ["stca", "din"])
+def test_collapse_alarm_reports_attention_entropy_and_warns_when_it_saturates(name: str) -> None:
+    """Issue 19, point 2: the probe reports the attention's entropy; scaling the attention logits
+    by 1,000 makes each target read one event (entropy ~0), which the alarm names."""
+    model = build_model(name, tiny_config())
+    # distinct random items: repeated items would tie and share the attention however sharp it is
+    batches = [random_batch([30, 20, 25, 12], [3, 2, 1, 4], seed=s) for s in range(2)]
+    probe = history_probe(model, batches)
+    assert probe is not None and 0.3 < probe["attention_entropy"] <= 1.0, probe
+    assert not [w for w in history_collapse_warnings({}, probe) if w["test"] == "attention_entropy"]
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, TargetAttention):
+                module.q_proj.weight.mul_(1_000.0)
+            if isinstance(module, DIN):
+                module.match_scale.fill_(1e5)
+    saturated = history_probe(model, batches)
+    assert saturated is not None and saturated["attention_entropy"] < ATTENTION_ENTROPY_MIN, saturated
+    assert "attention_entropy" in [w["test"] for w in history_collapse_warnings({}, saturated)]
+    assert history_probe(build_model("mean_pool", tiny_config()), batches).keys() == {  # type: ignore[union-attr]
+        "mean_abs_logit_change", "threshold", "values"}  # no attention, no entropy
+
+
+def test_collapse_alarm_warns_when_no_gradient_reaches_the_history() -> None:
+    """The history-path gradient: a model trained on the planted signal gets a share of its gradient
+    on the history-only parameters; with the history cut off from the loss (every history masked
+    out as empty) it gets none, and the alarm names it."""
+    model = build_model("stca", tiny_config())
+    assert model.history_parameters() and all(
+        id(p) not in {id(q) for q in model.targets.parameters()} for p in model.history_parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    norms: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for step in range(6):
+        batch = planted_batch(8, 32, 4, seed=step)
+        for blind in (False, True):
+            if blind:  # every request cold-start: the history never reaches the logits
+                empty = {f: torch.zeros_like(getattr(batch, f)) for f in ("hist_len", *HISTORY_FIELDS)}
+                batch = dataclasses.replace(batch, **empty)
+            optimizer.zero_grad()
+            model(batch)[1].backward()
+            total = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            hist = torch.stack([p.grad.norm() for p in model.history_parameters() if p.grad is not None])
+            norms[blind].append((float(hist.norm()), float(total)))
+            if not blind:
+                optimizer.step()
+    reading, cut = history_gradient(norms[False]), history_gradient(norms[True])
+    assert reading is not None and cut is not None
+    assert reading["mean_ratio"] > 100 * HISTORY_GRAD_MIN_RATIO and cut["mean_ratio"] == 0.0
+    assert history_collapse_warnings({}, None, reading) == []
+    assert [w["test"] for w in history_collapse_warnings({}, None, cut)] == ["history_gradient"]
+    assert history_gradient([]) is None
+
+
 
 def test_only_the_item_table_starts_nonzero() -> None:
     model = STCA(tiny_config())
@@ -122,3 +194,22 @@ def test_label_rates_equal_a_pyarrow_count_over_the_date_range(tmp_path: Path) -
             for c in LABEL_COLUMN_NAMES
         ]
     )
+
+
+def test_recheck_collapse_rebuilds_the_alarm_of_a_finished_run(tmp_path: Path) -> None:
+    """A run written before the entropy and gradient checks (benchmarks/length_study.py rechecks
+    those): from its checkpoint, the same probe and a history-gradient share, with its warnings."""
+    table = str(tmp_path / "request_samples")
+    write_synthetic_samples(table, SyntheticSamples(num_requests=48, dates=("2026-01-01", "2026-01-02"),
+                                                    l_max=64, mean_hist=20, max_targets=4, rows_per_group=24))
+    cfg = TrainConfig(table=table, out=str(tmp_path / "run"), train_to="2026-01-01", eval_date="2026-01-02",
+                      steps=4, batch_size=8, warmup=1, length_min=8, length_max=64, length_mean=20.0,
+                      eval_lengths=(16, 64), eval_batch_size=8, bootstrap_replicates=0, pin_days=0,
+                      device="cpu", model_config=tiny_config())  # fmt: skip
+    trained = train(cfg)
+    assert trained["train"]["history_gradient"]["steps"] == 4
+    assert 0 < trained["history_probe"]["attention_entropy"] <= 1
+    checked = recheck_collapse(tmp_path / "run", steps=3)
+    assert checked["history_probe"] == trained["history_probe"]  # same weights, same probe batches
+    assert checked["history_gradient"]["steps"] == 3 and checked["history_gradient"]["mean_ratio"] > 0
+    assert isinstance(checked["warnings"], list)

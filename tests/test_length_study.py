@@ -47,9 +47,14 @@ def test_smoke_run_on_the_mind_cut(spark: SparkSession, tmp_path: Path) -> None:
             lo, hi = run["finish"]["auc_ci"][n]
             assert lo <= value <= hi
         assert set(run["length_effect"]["finish"]["auc"]) == {"16"}  # full - each shorter length
+        # the collapse alarm from training itself: probe, entropy (attention models), gradient share
+        alarm = run["alarm"]
+        assert alarm["source"] == "training" and alarm["history_gradient_ratio"] is not None
+        assert (alarm["attention_entropy"] is None) == (run is data["runs"]["mean_pool"])
     comparison = data["comparisons"]["stca vs mean_pool"]
     assert set(comparison) == {"16", "10000"} and "diff_ci" in comparison["10000"]["finish"]["auc"]
     files = render_page(result)
     assert set(files) == {"docs/length-study.md", "docs/length-study/mind-finish-auc.svg",
                           "docs/length-study/mind-finish-gauc.svg"}  # fmt: skip
     assert "| MIND sample | STCA |" in files["docs/length-study.md"]
+    assert "### Collapse alarm" in files["docs/length-study.md"]

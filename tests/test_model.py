@@ -11,7 +11,7 @@ from loader import HISTORY_FIELDS, RequestBatch
 from synthetic.batches import random_batch, tiny_config
 from trainer.config import ConfigError, STCAConfig
 from trainer.losses import masked_bce_loss, per_task_bce
-from trainer.model import STCA, TokenTransform, hash_ids, log_buckets, pointwise_batch
+from trainer.model import STCA, QueryLayout, TokenTransform, hash_ids, log_buckets, pointwise_batch
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread", "torch_seed")
 
@@ -46,9 +46,9 @@ def test_forward_shapes_and_predict_range() -> None:
 
 
 @pytest.mark.parametrize("attention", ["shortcut", "sdpa"])
-@pytest.mark.parametrize("tie", [True, False])
-def test_rlb_and_pointwise_give_same_loss_and_gradients(attention: str, tie: bool) -> None:
-    model = STCA(tiny_config(attention=attention, tie_query_history_ffn=tie))
+@pytest.mark.parametrize(("tie", "pool"), [(True, True), (True, False), (False, True)])
+def test_rlb_and_pointwise_give_same_loss_and_gradients(attention: str, tie: bool, pool: bool) -> None:
+    model = STCA(tiny_config(attention=attention, tie_query_history_ffn=tie, history_pool=pool))
     batch = make_batch()
     logits_rlb, loss_rlb = model(batch, mode="rlb")
     loss_rlb.backward()
@@ -153,9 +153,10 @@ def test_empty_history_gives_finite_outputs_and_gradients() -> None:
     torch.testing.assert_close(model(batch, "pointwise")[1], model(batch, "rlb")[1])
 
 
-def test_shortcut_matches_sdpa_outputs_and_gradients() -> None:
-    shortcut = STCA(tiny_config(attention="shortcut"))
-    sdpa = STCA(tiny_config(attention="sdpa"))
+@pytest.mark.parametrize("pool", [True, False])
+def test_shortcut_matches_sdpa_outputs_and_gradients(pool: bool) -> None:
+    shortcut = STCA(tiny_config(attention="shortcut", history_pool=pool))
+    sdpa = STCA(tiny_config(attention="sdpa", history_pool=pool))
     sdpa.load_state_dict(shortcut.state_dict())
     batch = make_batch()
     out_a, loss_a = shortcut(batch)
@@ -220,3 +221,22 @@ def test_invalid_mode_and_config_raise_with_values() -> None:
         STCAConfig(task_weights=(1.0,))
     with pytest.raises(ConfigError, match="layers must be a positive int, got 0"):
         STCAConfig(layers=0)
+
+
+def test_match_prior_ties_w_q_and_w_k_at_init_and_history_pool_widens_w_z() -> None:
+    """match_prior (default) starts W_Q = W_K, target attention as a lookup of the target's item;
+    without it they start independent. history_pool adds LN(mean X) to W_Z's input."""
+    for layer in STCA(tiny_config()).encoder.attentions:
+        torch.testing.assert_close(layer.q_proj.weight, layer.k_proj.weight)
+    for layer in STCA(tiny_config(match_prior=False)).encoder.attentions:
+        assert not torch.equal(layer.q_proj.weight, layer.k_proj.weight)
+    d, n = tiny_config().d, tiny_config().layers
+    assert STCA(tiny_config()).encoder.output_fusion.in_features == (n + 1) * d
+    pooled = STCA(tiny_config(history_pool=True))
+    assert pooled.encoder.output_fusion.in_features == (n + 2) * d
+    batch = make_batch()
+    x, x_t = pooled.events(batch), pooled.targets(batch)
+    z = pooled.encoder.pooled_history(x, QueryLayout.per_request(batch.hist_mask), x_t)  # (B, M, d)
+    mean = (x * batch.hist_mask[..., None]).sum(1) / batch.hist_mask.sum(1, keepdim=True).clamp(min=1)
+    torch.testing.assert_close(z[0, 0], pooled.encoder.pool_norm(mean[0]))  # type: ignore[misc]
+    assert (z[1] == 0).all()  # request 1 has no history

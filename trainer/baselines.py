@@ -17,7 +17,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 
 from trainer.config import STCAConfig
-from trainer.model import Ranker, SwiGLU, attention_key_mask
+from trainer.model import Ranker, SwiGLU, attention_entropy, attention_key_mask
 
 
 class MeanPool(Ranker):
@@ -60,6 +60,7 @@ class DIN(Ranker):
         self.unit_norm = nn.LayerNorm(d)  # the activation unit's view of x_h and x_t
         self.match_scale = nn.Parameter(torch.ones(()))  # s of the dot-product term
         self.fuse = SwiGLU(2 * d, config.hidden, d)
+        self.entropy_log: list[tuple[float, int]] | None = None  # as TargetAttention's
 
     def encode(self, x: torch.Tensor, hist_mask: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         key_mask, has_history = attention_key_mask(hist_mask)
@@ -73,6 +74,8 @@ class DIN(Ranker):
             scores = scores + self.match_scale * torch.bmm(xt, xh.transpose(1, 2)) / math.sqrt(xh.shape[-1])
         scores = scores.masked_fill(~key_mask[:, None, :], float("-inf"))
         alpha = scores.softmax(dim=-1).to(x.dtype)  # (B, M, L)
+        if self.entropy_log is not None:
+            self.entropy_log.append(attention_entropy(alpha, key_mask.sum(-1)[:, None]))
         pooled = torch.bmm(alpha, x).masked_fill(~has_history[:, None, None], 0.0)  # (B, M, d)
         return self.fuse(torch.cat([pooled, x_t], dim=-1))  # (B, M, d)
 

@@ -130,4 +130,6 @@ def _config(model_name: str, values: dict[str, Any]) -> STCAConfig:
     cls = model_spec(model_name).config_class
     if not issubclass(cls, VISTAConfig):
         values = {k: v for k, v in values.items() if k not in VISTA_FIELDS}
+    # Written before STCAConfig.history_pool existed: the model had no pooled-history input.
+    values = {"history_pool": False, "match_prior": True, **values}
     return cls.from_dict(values, model=model_name)

@@ -60,6 +60,13 @@ class STCAConfig:
     # trainer/mrlb.py), and adds a learned per-layer, per-head bias of the age bucket to the
     # attention logits (STCAEncoder). STCA only; the default stays "token" (docs/training.md).
     history_time: str = "token"
+    # z also reads LN(masked mean of the event tokens), the history summary mean pooling reads,
+    # beside the target-attention outputs (STCAEncoder): measured in docs/length-study.md.
+    history_pool: bool = False
+    # W_Q = W_K at initialisation, so target attention starts as "look up the target's item in the
+    # history" (TargetAttention._init_match_scores; the sanity test needs it). False: PyTorch's
+    # independent init, attention starting near uniform (docs/length-study.md measures both on MIND).
+    match_prior: bool = True
     tasks: tuple[str, ...] = TASKS  # one logit per task, in the order of RequestBatch.labels' last axis
     task_weights: tuple[float, ...] = field(default_factory=tuple)  # loss weight per task; empty = all 1.0
 

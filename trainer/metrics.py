@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,15 @@ class MetricAccumulator:
 PROBE_MIN_LOGIT_CHANGE = 1e-3  # mean |logit(full history) - logit(another request's history)| below
 # this means the predictions do not read the history (a trained model that uses it moves by ~0.1+)
 FLAT_AUC_DECIMALS = 4  # AUCs equal to this many decimals at every length count as a flat curve
+# Mean normalised attention entropy (trainer.model.attention_entropy) below this: every target reads
+# one event of its history whatever the history holds, a saturated attention that no longer learns
+# where to look (trained STCA on the real logs reads 0.3-0.9).
+ATTENTION_ENTROPY_MIN = 0.02
+# |gradient| of the history-only parameters (Ranker.history_parameters) over |gradient| of all
+# parameters, mean over the last HISTORY_GRAD_STEPS training steps, below this: the loss hardly
+# reaches the history, so training cannot make the predictions depend on it.
+HISTORY_GRAD_MIN_RATIO = 1e-6
+HISTORY_GRAD_STEPS = 100
 
 
 def shuffled_history(batch: RequestBatch) -> tuple[RequestBatch, torch.Tensor]:
@@ -323,33 +333,80 @@ def shuffled_history(batch: RequestBatch) -> tuple[RequestBatch, torch.Tensor]:
     return dataclasses.replace(batch, **swapped), changed
 
 
+@contextmanager
+def recording_attention(model: torch.nn.Module) -> Iterator[list[tuple[float, int]]]:
+    """Within the block, every attention module of `model` that can (an `entropy_log` attribute:
+    STCA's TargetAttention, DIN) appends (sum, count) of its rows' normalised entropies to the
+    yielded list; models without target attention (mean pooling) leave it empty."""
+    log: list[tuple[float, int]] = []
+    modules = [m for m in model.modules() if hasattr(m, "entropy_log")]
+    before = [m.entropy_log for m in modules]  # an enclosing block's list (nested use)
+    for m in modules:
+        setattr(m, "entropy_log", log)  # noqa: B010 (modules typed as nn.Module)
+    try:
+        yield log
+    finally:
+        for m, b in zip(modules, before, strict=True):
+            setattr(m, "entropy_log", b)  # noqa: B010
+
+
 @torch.no_grad()
 def history_probe(model: torch.nn.Module, batches: Iterable[RequestBatch]) -> dict[str, Any] | None:
     """Mean |logit change| over real targets and tasks when each request's history is swapped for
     another's, over the requests whose history the swap changed (a few evaluation batches); None
-    when no request's history could be changed (e.g. only empty histories)."""
+    when no request's history could be changed (e.g. only empty histories). For a model with
+    target attention also the mean normalised attention entropy over the same batches (every
+    layer, head and target; "attention_entropy", 0 = one event per target, 1 = uniform)."""
     total, count = 0.0, 0
     logits: Callable[[RequestBatch], torch.Tensor] = model.logits  # type: ignore[assignment]
-    for batch in batches:
-        if batch.size < 2:
-            continue
-        swapped, changed = shuffled_history(batch)
-        if not bool(changed.any()):
-            continue
-        mask = batch.target_mask & changed[:, None]
-        change = (logits(batch).float() - logits(swapped).float()).abs()[mask]
-        total, count = total + float(change.sum()), count + change.numel()
+    with recording_attention(model) as entropies:
+        for batch in batches:
+            if batch.size < 2:
+                continue
+            swapped, changed = shuffled_history(batch)
+            if not bool(changed.any()):
+                continue
+            mask = batch.target_mask & changed[:, None]
+            own = logits(batch).float()
+            with recording_attention(model):  # the swapped pass is not the model's own reading
+                change = (own - logits(swapped).float()).abs()[mask]
+            total, count = total + float(change.sum()), count + change.numel()
     if not count:
         return None
-    return {"mean_abs_logit_change": total / count, "threshold": PROBE_MIN_LOGIT_CHANGE, "values": count}
+    out = {"mean_abs_logit_change": total / count, "threshold": PROBE_MIN_LOGIT_CHANGE, "values": count}
+    rows = sum(n for _, n in entropies)
+    if rows:
+        out["attention_entropy"] = sum(h for h, _ in entropies) / rows
+        out["attention_entropy_threshold"] = ATTENTION_ENTROPY_MIN
+    return out
+
+
+def history_gradient(steps: Sequence[tuple[float, float]]) -> dict[str, Any] | None:
+    """The history-path gradient over training steps given as (|grad| of the history-only
+    parameters, |grad| of all parameters), before clipping: the mean of each and of their ratio
+    over the last HISTORY_GRAD_STEPS steps; None without steps (or history-only parameters)."""
+    last = [(h, t) for h, t in steps[-HISTORY_GRAD_STEPS:] if math.isfinite(h) and math.isfinite(t)]
+    if not last:
+        return None
+    return {
+        "mean_norm": sum(h for h, _ in last) / len(last),
+        "mean_total_norm": sum(t for _, t in last) / len(last),
+        "mean_ratio": sum(h / t if t > 0 else 0.0 for h, t in last) / len(last),
+        "threshold": HISTORY_GRAD_MIN_RATIO,
+        "steps": len(last),
+    }
 
 
 def history_collapse_warnings(
-    eval_metrics: Mapping[str, Mapping[str, Mapping[str, Any]]], probe: Mapping[str, Any] | None
+    eval_metrics: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    probe: Mapping[str, Any] | None,
+    gradient: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Warnings that predictions do not depend on the history: (a) every task with an AUC has the
     same AUC (to FLAT_AUC_DECIMALS) at every evaluated inference length (two or more); (b) the
-    probe's mean |logit change| under swapped histories is below its threshold."""
+    probe's mean |logit change| under swapped histories is below its threshold; (c) the probe's
+    mean attention entropy is near zero (ATTENTION_ENTROPY_MIN); (d) the history-path gradient
+    (`history_gradient`) is near zero against the whole gradient (HISTORY_GRAD_MIN_RATIO)."""
     out: list[dict[str, Any]] = []
     lengths = sorted(eval_metrics, key=int)
     if len(lengths) >= 2:
@@ -369,6 +426,21 @@ def history_collapse_warnings(
             "message": f"swapping each request's history for another's moved the logits by "
                        f"{probe['mean_abs_logit_change']:.2e} on average (< {probe['threshold']:g}): "
                        "the predictions ignore the history",
+        })  # fmt: skip
+    entropy = None if probe is None else probe.get("attention_entropy")
+    if entropy is not None and entropy < ATTENTION_ENTROPY_MIN:
+        out.append({
+            "kind": "history_collapse", "test": "attention_entropy", "attention_entropy": entropy,
+            "threshold": ATTENTION_ENTROPY_MIN,
+            "message": f"mean normalised attention entropy {entropy:.3g} (< {ATTENTION_ENTROPY_MIN:g}): "
+                       "every target reads a single history event, the attention has saturated",
+        })  # fmt: skip
+    if gradient is not None and gradient["mean_ratio"] < gradient["threshold"]:
+        out.append({
+            "kind": "history_collapse", "test": "history_gradient", **gradient,
+            "message": f"the history-only parameters got {gradient['mean_ratio']:.2e} of the gradient "
+                       f"norm over the last {gradient['steps']} steps (< {gradient['threshold']:g}): "
+                       "the loss hardly reaches the history path",
         })  # fmt: skip
     return out
 

@@ -193,6 +193,17 @@ class TargetEmbedding(nn.Module):
         return item + self.side(side)
 
 
+def attention_entropy(alpha: torch.Tensor, keys: torch.Tensor) -> tuple[float, int]:
+    """(sum, count) of the normalised entropies H(alpha) / log(keys) of the attention rows alpha
+    (..., L) (masked keys hold 0) that see keys (..., broadcastable) >= 2 events: 0 = every target
+    reads one event, 1 = uniform (a mean, as mean pooling). For the collapse alarm
+    (trainer.metrics.history_probe), which averages it over a few evaluation batches."""
+    h = -(alpha.float() * alpha.float().clamp(min=1e-30).log()).sum(-1)  # (...)
+    k = keys.expand_as(h).float()
+    real = k >= 2
+    return float((h[real] / k[real].log()).sum()), int(real.sum())
+
+
 def attention_key_mask(hist_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(key_mask (B, L), has_history (B,)). Rows without history get key 0 unmasked (a padded,
     finite token) so softmax never sees an all -inf row; their output is zeroed afterwards."""
@@ -258,7 +269,11 @@ class TargetAttention(nn.Module):
         self.v_proj = nn.Linear(config.d, config.d, bias=False)  # W_V
         self.out_proj = nn.Linear(config.d, config.d, bias=False)  # W_O
         self.dropout = nn.Dropout(config.dropout)
-        self._init_match_scores()
+        # (sum, count) of normalised attention entropies while the collapse probe records
+        # (trainer.metrics.recording_attention); None otherwise, so training pays nothing.
+        self.entropy_log: list[tuple[float, int]] | None = None
+        if config.match_prior:
+            self._init_match_scores()
 
     def _init_match_scores(self) -> None:
         """W_Q = W_K ~ N(0, 1/d) at initialisation, so a score starts as q W_Q (x W_Q)^T / sqrt(D):
@@ -307,7 +322,10 @@ class TargetAttention(nn.Module):
         if bias is not None:
             scores = scores + bias.permute(0, 1, 3, 2)[:, :, None]  # + (N, K, 1, H, L)
         scores = scores.masked_fill(~key_mask[:, :, None, None, :], float("-inf"))  # (N, K, M, H, L)
-        alpha = scores.softmax(dim=-1).to(x.dtype).view(n, k * m * h, length)  # (N, K*M*H, L)
+        alpha = scores.softmax(dim=-1).to(x.dtype)  # (N, K, M, H, L)
+        if self.entropy_log is not None:
+            self.entropy_log.append(attention_entropy(alpha, key_mask.sum(-1)[:, :, None, None]))
+        alpha = alpha.view(n, k * m * h, length)  # (N, K*M*H, L)
         pooled = torch.bmm(alpha, x).view(n, k, m, h, d)  # (N, K, M, H, d): alpha X~ per head
         w_v = self.v_proj.weight.view(h, dh, d)  # (H, D, d)
         return torch.einsum("nkmhd,hed->nkmhe", pooled, w_v).reshape(n, k, m, d)  # (N, K, M, d)
@@ -332,13 +350,19 @@ class TargetAttention(nn.Module):
                 mask = per_query.reshape(n, h, k * m, length).masked_fill(~allowed, float("-inf"))
                 mask = mask.to(qh.dtype)  # (N, H, K*M, L) float: SDPA wants the query's dtype
         ctx = F.scaled_dot_product_attention(qh, keys, v, attn_mask=mask)  # (N, H, K*M, D)
+        if self.entropy_log is not None:  # SDPA does not return its weights: rebuild them
+            logits = qh @ keys.transpose(-1, -2) / math.sqrt(dh)  # (N, H, K*M, L)
+            logits = logits + mask if mask.dtype != torch.bool else logits.masked_fill(~mask, float("-inf"))
+            seen = key_mask[:, :, None, :].expand(n, k, m, length).reshape(n, 1, k * m, length).sum(-1)
+            self.entropy_log.append(attention_entropy(logits.softmax(-1), seen))
         return ctx.transpose(1, 2).reshape(n, k, m, d)  # (N, K, M, d)
 
 
 class STCAEncoder(nn.Module):
     """The stack: X~(i) = LN(SwiGLU_i(X)) (once per request), q(1) = LN(SwiGLU_1(x_t)),
     o(i) = Attn_i(q(i), X~(i)), q(i+1) = LN(SwiGLU_{i+1}([o(1)..o(i), x_t] W_C(i+1))),
-    z = SwiGLU([o(1)..o(n), x_t] W_Z). With config.history_residual every LN(SwiGLU(y)) above is
+    z = SwiGLU([o(1)..o(n), x_t] W_Z), or with config.history_pool
+    z = SwiGLU([o(1)..o(n), LN(mean X), x_t] W_Z). With config.history_residual every LN(SwiGLU(y)) above is
     LN(y + SwiGLU(y)) (TokenTransform).
 
     history_time="bias" (the request-independent history, for MRLB): the event tokens X carry no
@@ -370,8 +394,10 @@ class STCAEncoder(nn.Module):
             nn.Linear((i + 1) * d, d, bias=False) for i in range(1, n)
         )  # W_C(i+1)
         self.attentions = nn.ModuleList(TargetAttention(config) for _ in range(n))
-        self.output_fusion = nn.Linear((n + 1) * d, d, bias=False)  # W_Z
+        # W_Z over [o(1)..o(n), (LN(mean X) with history_pool), x_t]
+        self.output_fusion = nn.Linear((n + 1 + config.history_pool) * d, d, bias=False)
         self.output = SwiGLU(d, config.hidden, d)
+        self.pool_norm = nn.LayerNorm(d) if config.history_pool else None
         self.age_biases: nn.ModuleList | None = None  # b_i: age bucket -> one logit bias per head
         if config.history_time == "bias":
             tables = [nn.Embedding(config.time_buckets, config.heads) for _ in range(n)]
@@ -411,8 +437,22 @@ class STCAEncoder(nn.Module):
                 with record_function("stca.query_fusion"):
                     fused = self.query_fusions[i](torch.cat([*outputs, x_t], dim=-1))  # (..., d)
                     q = self.query_transforms[i + 1](fused)
+        if self.pool_norm is not None:
+            with record_function("stca.history_pool"):
+                outputs.append(self.pooled_history(x, layout, x_t))
         with record_function("stca.output_fusion"):
             return self.output(self.output_fusion(torch.cat([*outputs, x_t], dim=-1)))  # (..., d)
+
+    def pooled_history(self, x: torch.Tensor, layout: QueryLayout, x_t: torch.Tensor) -> torch.Tensor:
+        """LN(masked mean of the event tokens) each query's request sees, in x_t's layout; 0 for a
+        request without history (STCAConfig.history_pool explains why)."""
+        if self.pool_norm is None:
+            raise ValueError("STCAEncoder.pooled_history needs config.history_pool=True")
+        seen = (layout.key_mask & layout.has_history[..., None]).to(x.dtype)  # (N, K, L)
+        pooled = torch.einsum("nkl,nld->nkd", seen, x) / seen.sum(-1, keepdim=True).clamp(min=1.0)
+        pooled = self.pool_norm(pooled).masked_fill(~layout.has_history[..., None], 0.0)  # (N, K, d)
+        m = layout.slot_targets if layout.slot_index is not None else x_t.shape[1]
+        return layout.from_slots(pooled[:, :, None, :].expand(-1, -1, m, -1))  # as x_t
 
 
 class RankingHead(nn.Module):
@@ -513,6 +553,13 @@ class Ranker(nn.Module):
         r = torch.tensor(rates, dtype=torch.float32).clamp(1e-4, 1 - 1e-4)
         with torch.no_grad():
             self.head.output.bias.copy_(torch.log(r / (1 - r)))
+
+    def history_parameters(self) -> list[nn.Parameter]:
+        """The parameters only history events use (EventEmbedding's own: W_f, action, time, watch;
+        not the item / author tables and P it shares with the targets): the gradient reaching them
+        is the collapse alarm's history-path gradient (trainer.metrics.history_gradient)."""
+        shared = {id(p) for p in self.targets.parameters()}
+        return [p for p in self.events.parameters() if id(p) not in shared]
 
     def encode(self, x: torch.Tensor, hist_mask: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         """x (B, L, d), hist_mask (B, L), x_t (B, M, d) -> z (B, M, d)."""

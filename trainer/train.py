@@ -63,6 +63,7 @@ from trainer.metrics import (
     BOOTSTRAP_REPLICATES,
     MetricAccumulator,
     history_collapse_warnings,
+    history_gradient,
     history_probe,
     write_predictions,
 )
@@ -325,6 +326,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         )  # fmt: skip
     model.train()
     losses: list[float] = []
+    history_params = model.history_parameters()
+    grad_norms: list[tuple[float, float]] = []  # (history-only, all) per step, for the collapse alarm
     requests = tokens = window_tokens = 0
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.model}", disable=not d.main, unit="step")
@@ -334,7 +337,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 _, loss = ddp(batch) if isinstance(batch, GroupedBatch) else ddp(batch, cfg.mode)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            total_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            if history_params:
+                norms = [p.grad.norm() for p in history_params if p.grad is not None]
+                history_norm = float(torch.stack(norms).norm()) if norms else 0.0
+                grad_norms.append((history_norm, float(total_norm)))
             optimizer.step()
             scheduler.step()
             step += 1
@@ -372,6 +379,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             ),
             "loss_first": losses[0] if losses else None,
             "loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
+            # |grad| reaching the history-only parameters, before clipping (the collapse alarm)
+            "history_gradient": history_gradient(grad_norms),
         },
     }
     if cfg.eval_date and d.main:
@@ -379,7 +388,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         predictions: dict[str, Any] = {}
         result["eval"] = evaluate(model, cfg, snapshot, device, predictions)
         result["history_probe"] = probe_history(model, cfg, snapshot, device)
-        result["warnings"] = history_collapse_warnings(result["eval"], result["history_probe"])
+        result["warnings"] = history_collapse_warnings(
+            result["eval"], result["history_probe"], result["train"]["history_gradient"]
+        )
         for warning in result["warnings"]:
             log.warning("%s (%s): %s", warning["kind"], warning["test"], warning["message"])
         write_predictions(out / "eval_predictions.npz", predictions)
@@ -393,6 +404,38 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         dist.barrier()
         dist.destroy_process_group()
     return result
+
+
+def recheck_collapse(run_dir: str | Path, steps: int = 20, table: str | None = None) -> dict[str, Any]:
+    """The collapse alarm of a finished run, from its metrics.json and checkpoint.pt, for runs
+    written before part of it existed: the probe (swap and attention entropy) on its held-out
+    dates, and the history-path gradient over `steps` training batches at the final weights
+    (gradients only, no update; in training it is the last HISTORY_GRAD_STEPS steps instead).
+    `table`: where the run's table is now, when it moved since (default: the run's own path).
+    -> {"history_probe", "history_gradient", "warnings"}, as train() writes them."""
+    run = json.loads((Path(run_dir) / "metrics.json").read_text())
+    saved = {**run["config"], "table": table or run["config"]["table"]}
+    cfg = TrainConfig(**{**saved, "eval_lengths": tuple(saved["eval_lengths"]), "device": "cpu"})
+    if cfg.mode == "mrlb":
+        raise ValueError(f"{run_dir}: recheck_collapse reads request batches; this run trained with mrlb")
+    ckpt = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    model = build_model(ckpt.model_name, ckpt.config)
+    load_checkpoint(Path(run_dir) / "checkpoint.pt", model=model)
+    device = torch.device("cpu")
+    snapshot = resolve_snapshot(cfg.table, run["table_version"])
+    model.eval()
+    probe = probe_history(model, cfg, snapshot, device)
+    model.train()
+    params, norms = model.history_parameters(), []
+    for batch in itertools.islice(request_batches(train_loader(cfg, snapshot, Dist(), device)), steps):
+        model.zero_grad(set_to_none=True)
+        model(batch, cfg.mode)[1].backward()
+        total = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+        hist = [p.grad.norm() for p in params if p.grad is not None]
+        norms.append((float(torch.stack(hist).norm()) if hist else 0.0, float(total)))
+    gradient = history_gradient(norms)
+    return {"history_probe": probe, "history_gradient": gradient,
+            "warnings": history_collapse_warnings(run["eval"], probe, gradient)}  # fmt: skip
 
 
 def _checkpoint(out: Path, model: Ranker, model_config: STCAConfig, cfg: TrainConfig, step: int,
