@@ -122,7 +122,9 @@ class ArrowRowGroupWorker(ArrowReaderWorker):
         if path not in files:  # one footer parse per file and worker
             fs = self._filesystem
             files[path] = (
-                pq.ParquetFile(fs.arrow.open_input_file(path))
+                # pre_buffer: a row group's column chunks in a few coalesced, concurrent range
+                # requests instead of one GET per chunk (half the read time through s3proxy).
+                pq.ParquetFile(fs.arrow.open_input_file(path), pre_buffer=True)
                 if isinstance(fs, ArrowLegacyFileSystem)
                 else _LocalParquetFile(path)
                 if "://" not in path

@@ -28,10 +28,10 @@ import pytest
 from test_rlb_daily_dag import (
     BOOTSTRAP_DAY,
     DAY,
-    GATE,
     LOCAL_SPARK_DEFAULTS,
     NEXT_DAY,
     PIPELINE,
+    USER_DAY,
     project_python,
     run_day,
     run_project,
@@ -46,6 +46,7 @@ JARS = REPO / ".cache" / "jars"
 PY_FILES = REPO / "dist" / "rlb-pipeline.zip"
 REMOTE = f"s3a://{BUCKET}/wh"
 STATE_LEN, L_MAX = 100, 100
+SHORT_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # JVMs that live for one small step
 
 
 def free_port() -> int:
@@ -97,37 +98,42 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             _script(str(REPO / "scripts" / "s3proxy.sh"), "stop", str(s3), timeout=60)
 
 
-def reference(local: Path) -> None:
-    """The same inputs (tests/test_build_jobs.write_logs) and bootstrap state written on the
-    object store for the cluster, and on local disk where the same two days are then built in
-    local mode (local[2], one process), in the DAG's order."""
-    run_project(
-        "import json\n"
-        "from jobs import build_user_history, build_request_samples, validate, publish\n"
+def inputs(*warehouses: str) -> str:
+    """Code (for run_project) writing the same inputs (tests/test_build_jobs.write_logs) and the
+    bootstrap history state into each warehouse, from one local Spark session."""
+    return (
+        "from jobs import build_user_history, build_request_samples\n"
         "from jobs.spark_session import SparkSettings, get_spark\n"
         "from tests.test_build_jobs import write_logs\n"
         "spark = get_spark(SparkSettings(driver_memory='1g', shuffle_partitions=2))\n"
-        f"for wh in ({REMOTE!r}, {str(local)!r}):\n"
+        f"for wh in {warehouses!r}:\n"
         "    write_logs(spark, wh)\n"
         f"    build_user_history.main(['--warehouse', wh, '--date', {BOOTSTRAP_DAY!r}, "
         f"'--state-len', '{STATE_LEN}'])\n"
-        f"for day in ({DAY!r}, {NEXT_DAY!r}):\n"
-        f"    common = ['--warehouse', {str(local)!r}, '--date', day]\n"
-        f"    build_user_history.main([*common, '--state-len', '{STATE_LEN}'])\n"
-        f"    build_request_samples.main([*common, '--l-max', '{L_MAX}'])\n"
-        f"    validate.main([*common, '--l-max', '{L_MAX}', '--thresholds-json', {json.dumps(GATE)!r}])\n"
-        "    publish.main(common)\n"
     )
 
 
-def content_hashes(warehouse: str) -> dict[str, str]:
-    """Per date of the published request_samples: a hash over every row (request_id and every
-    column, partition values included), in request_id order."""
+def reference(local: Path) -> None:
+    """The inputs on the object store for the cluster, and on local disk where the same two days
+    are then built in local mode (local[2], the same Spark session), in the DAG's order, up to
+    `request_samples_staging`: publish copies a gated staging partition unchanged (jobs/publish.py,
+    tests/test_publish.py), so the local gate and publish would add minutes and no rows."""
+    run_project(
+        inputs(REMOTE, str(local)) + f"for day in ({DAY!r}, {NEXT_DAY!r}):\n"
+        f"    common = ['--warehouse', {str(local)!r}, '--date', day]\n"
+        f"    build_user_history.main([*common, '--state-len', '{STATE_LEN}'])\n"
+        f"    build_request_samples.main([*common, '--l-max', '{L_MAX}'])\n"
+    )
+
+
+def content_hashes(table: str) -> dict[str, str]:
+    """Per date of a request_samples table: a hash over every row (request_id and every column,
+    partition values included), in request_id order."""
     code = (
         "import hashlib, json\n"
         "from loader.delta_read import read_delta\n"
         "from jobs.partitions import partition_dates\n"
-        f"uri = {warehouse + '/request_samples'!r}\n"
+        f"uri = {table!r}\n"
         "out = {}\n"
         "for d in partition_dates(uri):\n"
         "    rows = read_delta(uri, date_from=d, date_to=d).to_pylist()\n"
@@ -204,11 +210,18 @@ def airflow_db() -> None:
 @pytest.fixture()
 def cluster_connection(cluster: Cluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The DAG's Spark connection names the standalone master; the submits' spark-defaults keep
-    the small-data settings of the local DAG test and give executors what the workers offer."""
+    the small-data settings of the local DAG test and give executors what the workers offer.
+    Every step starts a driver and an executor JVM that live under a minute on tiny data, so they
+    compile with C1 only and collect with the serial collector (C2's compiler threads and a
+    parallel GC would compete for the same two cores); one executor per step (spark.cores.max 1:
+    a second JVM would start for a few tasks), and tasks take a free executor at once instead of
+    waiting 3 s per stage for a "local" one (spark.locality.wait)."""
     monkeypatch.setenv("AIRFLOW_CONN_RLB_SPARK", json.dumps({"conn_type": "spark", "host": cluster.master}))
-    conf = {**LOCAL_SPARK_DEFAULTS, "spark.executor.memory": "1g",
+    conf = {**LOCAL_SPARK_DEFAULTS, "spark.executor.memory": "1g", "spark.cores.max": "1",
+            "spark.locality.wait": "0s",
             "spark.sql.warehouse.dir": str(tmp_path / "spark-warehouse"),
-            "spark.driver.extraJavaOptions": f"-Dderby.system.home={tmp_path / 'derby'}"}  # fmt: skip
+            "spark.driver.extraJavaOptions": f"{SHORT_JVM} -Dderby.system.home={tmp_path / 'derby'}",
+            "spark.executor.extraJavaOptions": SHORT_JVM}  # fmt: skip
     (tmp_path / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in conf.items()))
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
 
@@ -228,13 +241,16 @@ def test_two_dag_days_on_the_cluster_with_s3a_equal_local_mode_and_survive_a_wor
     local = tmp_path / "local-wh"
     reference(local)
 
-    first = run_day(dag, REMOTE, DAY, **cluster_params())
+    # The request_samples chain on the cluster (the kill and the comparison are about it); the
+    # user-day steps submit the same way and are marked done unrun here (three submits, a minute,
+    # per day): test_every_task_of_a_day_on_the_cluster runs them (marker cluster_full).
+    first = run_day(dag, REMOTE, DAY, skip="|".join(USER_DAY), **cluster_params())
     assert states(first) | dict.fromkeys(PIPELINE, "success") == states(first), states(first)
     assert str(first.state) == "success"
 
     app = f"rlb-build_request_samples-{NEXT_DAY}"
     with WorkerKiller(cluster, app) as killer:
-        second = run_day(dag, REMOTE, NEXT_DAY, **cluster_params())
+        second = run_day(dag, REMOTE, NEXT_DAY, skip="|".join(USER_DAY), **cluster_params())
     assert killer.killed, f"no task of {app} was seen running on a worker; see {cluster.state}/work"
     assert states(second) | dict.fromkeys(PIPELINE, "success") == states(second), states(second)
     assert str(second.state) == "success"
@@ -244,7 +260,8 @@ def test_two_dag_days_on_the_cluster_with_s3a_equal_local_mode_and_survive_a_wor
     assert re.search(r"Removing worker .* on 127\.0\.0\.1", master_log) or "is now DEAD" in master_log, (
         f"the master never noticed the killed worker {killer.killed}"
     )
-    on_cluster, on_disk = content_hashes(REMOTE), content_hashes(str(local))
+    on_cluster = content_hashes(f"{REMOTE}/request_samples")
+    on_disk = content_hashes(str(local / "request_samples_staging"))
     assert sorted(on_cluster) == [DAY, NEXT_DAY]
     assert on_cluster == on_disk
     # The jobs wrote through S3A into s3proxy's backend, not to some local folder.
@@ -276,3 +293,19 @@ def test_a_master_that_is_not_up_fails_fast_naming_it_and_writes_nothing(cluster
     assert "Traceback" not in output
     assert seconds < 60, f"took {seconds:.0f} s to report a dead master"
     assert not (cluster.s3_data / BUCKET / "not-up").exists()
+
+
+@pytest.mark.cluster_full
+@pytest.mark.usefixtures("airflow_db", "cluster_connection")
+def test_every_task_of_a_day_on_the_cluster(dag: Any, cluster: Cluster) -> None:
+    """The user-day steps too (build, gate, publish of user_day_samples on s3a://): every task of
+    one day submitted to the cluster, none marked done unrun. Two minutes more, so `make test`
+    deselects it: run `pytest -c tests/airflow/pytest.ini -m cluster_full tests/airflow`."""
+    warehouse = f"s3a://{BUCKET}/full"
+    run_project(inputs(warehouse))
+    run = run_day(dag, warehouse, DAY, **cluster_params())
+    assert states(run) | dict.fromkeys([*PIPELINE, *USER_DAY], "success") == states(run), states(run)
+    assert str(run.state) == "success"
+    master_log = (cluster.state / "logs" / "master.out").read_text(errors="replace")
+    assert f"Registered app rlb-publish_user_day_samples-{DAY}" in master_log
+    assert (cluster.s3_data / BUCKET / "full" / "user_day_samples" / "_delta_log").is_dir()
