@@ -35,12 +35,12 @@ from jobs.cli import configure_logging, previous_day
 from jobs.delta_io import PARQUET_WRITER_CONF, overwrite_where
 from jobs.runner import run_job
 from jobs.spark_session import PARQUET_CODEC_CONF, get_spark
-from loader import Snapshot, bytes_of, column_bytes, resolve_snapshot
+from loader import bytes_of, column_bytes, resolve_snapshot
+from loader.storage import column_encodings
 from pipelines.user_day_samples import user_day_rows, with_user_day_window
 from schemas import REQUEST_SAMPLES, USER_DAY_SAMPLES
 from schemas.constants import DEFAULT_L_MAX
 from schemas.fields import HISTORY_COLUMNS
-from storage.object_store import parquet_file
 from synthetic.logs import SyntheticConfig
 
 log = logging.getLogger("benchmarks.user_day_storage")
@@ -54,27 +54,12 @@ SIZES: dict[str, SyntheticConfig] = {
 }
 
 
-def encodings(snapshot: Snapshot, columns: list[str]) -> dict[str, list[str]]:
-    """The Parquet encodings of each (top-level) column, over every row group of every file."""
-    found: dict[str, set[str]] = {c: set() for c in columns}
-    for path in snapshot.files:
-        meta = parquet_file(path).metadata
-        for rg in range(meta.num_row_groups):
-            group = meta.row_group(rg)
-            for i in range(group.num_columns):
-                chunk = group.column(i)
-                name = chunk.path_in_schema.split(".")[0]
-                if name in found:
-                    found[name].update(chunk.encodings)
-    return {c: sorted(e) for c, e in found.items()}
-
-
 def storage(wh: str, codec: str) -> dict[str, Any]:
     """History bytes of both tables under `wh` (their current versions), and their ratios; per
     history column, the bytes of both and their encodings (where the window's bytes go)."""
     req, day = resolve_snapshot(REQUEST_SAMPLES.location(wh)), resolve_snapshot(USER_DAY_SAMPLES.location(wh))
     req_sizes, day_sizes = column_bytes(req), column_bytes(day)
-    req_enc, day_enc = encodings(req, HIST), encodings(day, HIST)
+    req_enc, day_enc = column_encodings(req, HIST), column_encodings(day, HIST)
     req_hist, day_hist, day_offsets = (
         bytes_of(req_sizes, HIST),
         bytes_of(day_sizes, HIST),
