@@ -17,13 +17,11 @@ mid-epoch without repeats or gaps, and any failure ends iteration with an error 
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +61,6 @@ class LoaderConfig:
     rank: int = 0  # this process's rank for data-parallel training
     world_size: int = 1  # number of ranks; all yield the same number of batches
     workers: int = 2  # petastorm reader threads
-    # threads collating batches (padded copies release the GIL); batches keep their order
-    collate_threads: int = 1
     pool: str = "thread"  # "thread", or "dummy" (everything in the calling thread; for debugging)
     prefetch: int = 4  # collated batches queued ahead of the consumer
     device: str | None = None  # move batches there (non-blocking from pinned memory on CUDA)
@@ -79,12 +75,10 @@ class LoaderConfig:
             )
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
-        counts = (self.workers, self.prefetch, self.shuffle_buffer, self.length_window, self.collate_threads)
-        if min(counts) < 1:
+        if min(self.workers, self.prefetch, self.shuffle_buffer, self.length_window) < 1:
             raise ValueError(
-                "workers, prefetch, shuffle_buffer, length_window, collate_threads must be >= 1: "
-                f"{self.workers}, {self.prefetch}, {self.shuffle_buffer}, {self.length_window}, "
-                f"{self.collate_threads}"
+                "workers, prefetch, shuffle_buffer, length_window must be >= 1: "
+                f"{self.workers}, {self.prefetch}, {self.shuffle_buffer}, {self.length_window}"
             )
         if self.max_history is not None and self.max_history < 1:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
@@ -187,12 +181,7 @@ class EpochProducer:
     """Reads, buffers and collates one epoch in a background thread; hands batches over a queue.
 
     Public for the loaders built on it (`UserDayLoader` overrides `_produce`): the thread, the
-    queue, error hand-over and early close are the same for every loader.
-
-    With `collate_threads` > 1 the producer hands each batch's collate to a small pool and queues
-    the results in submission order, so batches are the same and in the same order as with one
-    thread. It pays where collating, not decoding, is the bottleneck (the user-day loader decodes
-    each window once and copies it out per request): numpy releases the GIL while it copies."""
+    queue, error hand-over and early close are the same for every loader."""
 
     def __init__(
         self,
@@ -206,12 +195,6 @@ class EpochProducer:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=cfg.prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rlb-loader", daemon=True)
-        self._pool = (
-            concurrent.futures.ThreadPoolExecutor(cfg.collate_threads, thread_name_prefix="rlb-collate")
-            if cfg.collate_threads > 1
-            else None
-        )
-        self._pending: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
 
     def start(self) -> None:
         self._thread.start()
@@ -241,8 +224,6 @@ class EpochProducer:
                 self._queue.get_nowait()
         if self._thread.is_alive():
             self._thread.join()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _put(self, item: Any) -> bool:
         while not self._stop.is_set():
@@ -253,33 +234,12 @@ class EpochProducer:
                 continue
         return False
 
-    def _put_collated(self, collate_fn: Callable[..., Any], *args: Any) -> bool:
-        """Queues collate_fn(*args): at once with one collate thread, else through the pool,
-        keeping at most collate_threads batches in flight; False once stopped."""
-        if self._pool is None:
-            return self._put(collate_fn(*args))
-        self._pending.append(self._pool.submit(collate_fn, *args))
-        while len(self._pending) > self.cfg.collate_threads:
-            if not self._put(self._pending.popleft().result()):
-                return False
-        return True
-
-    def _drain(self) -> bool:
-        while self._pending:
-            if not self._put(self._pending.popleft().result()):
-                return False
-        return True
-
     def _run(self) -> None:
         try:
             self._produce()
-            if self._drain():
-                self._put(_END)
+            self._put(_END)
         except BaseException as e:  # handed to the consumer, which raises it
             self._put(e)
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _produce(self) -> None:
         cfg = self.cfg
@@ -325,7 +285,7 @@ class EpochProducer:
                 first = max(0, self.skip - emitted)  # resuming: rows consumed before the checkpoint
                 if first < len(rows):
                     cut = None if keep is None else keep[first:]
-                    if not self._put_collated(collate, rows[first:], cut, cfg.pinned):
+                    if not self._put(collate(rows[first:], cut, cfg.pinned)):
                         return
                 emitted, batch_index = emitted + len(rows), batch_index + 1
             if not self._stop.is_set() and emitted != expected:

@@ -86,9 +86,6 @@ class UserDayLoaderConfig(LoaderConfig):
     grouped output (the unit a batch draws). token_budget is not supported."""
 
     output: str = "requests"  # "requests": RequestBatch; "groups": GroupedBatch of whole user-days
-    # Two: this loader decodes each window once, so its collate (the per-request copies), not the
-    # decode, bounds it; a second collate thread keeps both cores busy (docs/loader.md).
-    collate_threads: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -546,9 +543,9 @@ class _UserDayProducer(EpochProducer):
             first = max(0, self.skip - emitted)
             if first >= len(rows):
                 return True
-            return self._put_collated(collate, rows[first:], None if keep is None else keep[first:], pinned)
+            return self._put(collate(rows[first:], None if keep is None else keep[first:], pinned))
         if emitted >= self.skip:
-            return self._put_collated(collate_groups, rows, keep, pinned)
+            return self._put(collate_groups(rows, keep, pinned))
         if emitted + n > self.skip:
             raise ValueError(
                 f"cannot resume a grouped epoch at request {self.skip}: it falls inside a batch of whole "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,6 @@ from loader import (
     batch_sizes,
     resolve_snapshot,
 )
-from loader.collate import collate
 from loader.petastorm_io import ArrowRowGroupWorker
 from schemas import REQUEST_SAMPLES_COMPACT
 from schemas.fields import LABEL_COLUMN_NAMES
@@ -316,40 +314,6 @@ def test_schema_that_does_not_match_the_contract_is_named(table: str, tmp_path: 
     write_deltalake(str(tmp_path / "missing"), good.drop(["hist_ts"]))
     with pytest.raises(SchemaMismatchError, match="column 'hist_ts' .* is missing"):
         RequestLoader(str(tmp_path / "missing"))
-
-
-def test_collate_threads_give_the_same_batches_in_the_same_order(table: str) -> None:
-    """The pool collates batches concurrently but hands them over in submission order, so every
-    batch (ids and tensors) equals the single-threaded loader's, in training and evaluation mode."""
-    for cfg in (
-        LoaderConfig(batch_size=16, seed=3, length_sampling=LengthSampling(l_min=8, l_max=500, mean=60)),
-        LoaderConfig(batch_size=16, shuffle=False),
-    ):
-        one = list(RequestLoader(table, cfg))
-        pooled = list(RequestLoader(table, replace(cfg, collate_threads=3)))
-        assert [b.request_id for b in pooled] == [b.request_id for b in one]
-        for a, b in zip(one, pooled, strict=True):
-            for name, tensor in a.tensors().items():
-                assert torch.equal(tensor, b.tensors()[name]), name
-
-
-def test_a_collate_error_in_the_pool_ends_iteration_with_it(
-    table: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import loader.request_loader as request_loader
-
-    calls = 0
-
-    def failing(*args: object) -> object:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise ValueError("simulated collate failure")
-        return collate(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(request_loader, "collate", failing)
-    with pytest.raises(ValueError, match="simulated collate failure"):
-        list(RequestLoader(table, LoaderConfig(batch_size=8, collate_threads=2)))
 
 
 def test_worker_exception_ends_iteration_without_hanging(table: str, monkeypatch: pytest.MonkeyPatch) -> None:

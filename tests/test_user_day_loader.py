@@ -5,7 +5,6 @@ row group."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -154,22 +153,6 @@ def test_the_same_seed_gives_the_same_batches_and_batches_mix_users(tables: tupl
     per_request = ids(11, 16, "requests")
     users = [len({rid.rsplit("-", 1)[0] for rid in batch}) for batch in per_request]
     assert np.mean(users) > 8, f"per-request batches should mix user-days, got {users}"
-
-
-@pytest.mark.parametrize("output", ["requests", "groups"])
-def test_collate_threads_give_the_same_batches_in_the_same_order(
-    tables: tuple[str, str], output: str
-) -> None:
-    user_days, _ = tables
-    cfg = UserDayLoaderConfig(
-        batch_size=6, seed=4, output=output, length_sampling=SAMPLING, collate_threads=1
-    )
-    one = as_requests(UserDayLoader(user_days, cfg))
-    pooled = as_requests(UserDayLoader(user_days, dataclasses.replace(cfg, collate_threads=3)))
-    assert [b.request_id for b in pooled] == [b.request_id for b in one]
-    for a, b in zip(one, pooled, strict=True):
-        for name, tensor in a.tensors().items():
-            assert torch.equal(tensor, b.tensors()[name]), name
 
 
 @pytest.mark.parametrize("output", ["requests", "groups"])
