@@ -381,6 +381,13 @@ def history_probe(model: torch.nn.Module, batches: Iterable[RequestBatch]) -> di
     return out
 
 
+def grad_norm(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
+    """The L2 norm of the gradients of `params` (0 when none has one), left on the device: the
+    training loop reads it only when the alarm is computed, so a step costs no extra sync."""
+    norms = [p.grad.norm() for p in params if p.grad is not None]
+    return torch.stack(norms).norm() if norms else torch.zeros(())
+
+
 def history_gradient(steps: Sequence[tuple[float, float]]) -> dict[str, Any] | None:
     """The history-path gradient over training steps given as (|grad| of the history-only
     parameters, |grad| of all parameters), before clipping: the mean of each and of their ratio

@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,7 +62,9 @@ from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import STCAConfig
 from trainer.metrics import (
     BOOTSTRAP_REPLICATES,
+    HISTORY_GRAD_STEPS,
     MetricAccumulator,
+    grad_norm,
     history_collapse_warnings,
     history_gradient,
     history_probe,
@@ -327,7 +330,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model.train()
     losses: list[float] = []
     history_params = model.history_parameters()
-    grad_norms: list[tuple[float, float]] = []  # (history-only, all) per step, for the collapse alarm
+    # (history-only, all) gradient norms of the last steps, on the device, for the collapse alarm
+    grad_norms: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=HISTORY_GRAD_STEPS)
     requests = tokens = window_tokens = 0
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.model}", disable=not d.main, unit="step")
@@ -339,9 +343,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             loss.backward()
             total_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             if history_params:
-                norms = [p.grad.norm() for p in history_params if p.grad is not None]
-                history_norm = float(torch.stack(norms).norm()) if norms else 0.0
-                grad_norms.append((history_norm, float(total_norm)))
+                grad_norms.append((grad_norm(history_params).detach(), total_norm.detach()))
             optimizer.step()
             scheduler.step()
             step += 1
@@ -380,7 +382,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "loss_first": losses[0] if losses else None,
             "loss_last_10": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
             # |grad| reaching the history-only parameters, before clipping (the collapse alarm)
-            "history_gradient": history_gradient(grad_norms),
+            "history_gradient": history_gradient([(float(h), float(t)) for h, t in grad_norms]),
         },
     }
     if cfg.eval_date and d.main:
@@ -431,8 +433,7 @@ def recheck_collapse(run_dir: str | Path, steps: int = 20, table: str | None = N
         model.zero_grad(set_to_none=True)
         model(batch, cfg.mode)[1].backward()
         total = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-        hist = [p.grad.norm() for p in params if p.grad is not None]
-        norms.append((float(torch.stack(hist).norm()) if hist else 0.0, float(total)))
+        norms.append((float(grad_norm(params)), float(total)))
     gradient = history_gradient(norms)
     return {"history_probe": probe, "history_gradient": gradient,
             "warnings": history_collapse_warnings(run["eval"], probe, gradient)}  # fmt: skip
