@@ -41,6 +41,14 @@ def _torch_dtype(name: str) -> torch.dtype:
     return _TORCH_DTYPES[arrow_type]
 
 
+# The history fields by tensor dtype (int64 ids and times, int32 the rest): the unit of a stacked
+# row group (`stack_histories`) and of the batch's history storage (one (k, B, L) tensor per group).
+HISTORY_DTYPE_GROUPS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(n for n in HISTORY_FIELDS if _torch_dtype(n) == dtype)
+    for dtype in dict.fromkeys(map(_torch_dtype, HISTORY_FIELDS))
+)
+
+
 def check_schema(schema: pa.Schema, where: str) -> None:
     """Every loader column is present with the contract's type; raises naming file and field."""
     for name in LOADER_COLUMNS:
@@ -70,6 +78,9 @@ class RowGroupArrays:
     # Where each row's history ends in the history values, when rows share events (the user-day
     # loader: every request is a slice of its day's window); None: offsets[history field][1:].
     history_ends: np.ndarray | None = None
+    # Per HISTORY_DTYPE_GROUPS entry, its fields' values as the rows of one (k, N) array (values[name]
+    # are those rows): collate then slices k fields with one view (stack_histories). None: separate.
+    history_stacks: tuple[np.ndarray, ...] | None = None
 
     @classmethod
     def from_table(cls, table: pa.Table, source: str) -> RowGroupArrays:
@@ -102,7 +113,14 @@ class RowGroupArrays:
             offsets[name] = starts - starts[0] if starts[0] else starts
         arrays = cls(source, table.num_rows, table.column("request_id").to_pylist(), scalars, offsets, values)
         arrays._check_lengths()
+        arrays.pad_targets()
         return arrays
+
+    def pad_targets(self) -> None:
+        """Builds padded_targets for every target field and the labels now: from_table runs on the
+        reader's worker thread, beside the decoding, and the collate thread then only copies rows."""
+        for name in (*TARGET_FIELDS, _LABELS):
+            self.padded_targets(name)
 
     def padded_targets(self, name: str) -> np.ndarray:
         """A target field as (rows, M_g) zero-padded to this group's most targets, or for
@@ -133,8 +151,29 @@ class RowGroupArrays:
                     )
 
 
+def stack_histories(values: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Copies each dtype group's history values into one (k, N) array and points values[name] at
+    its row; the result is RowGroupArrays.history_stacks.
+
+    Worth its copy where the collate slices the same values many times: the user-day loader copies
+    each window event into about k requests' rows, and building a view per field and row was a third
+    of its collate (the memcpy itself is the rest); stacked, one view covers the group's fields."""
+    stacks = []
+    for names in HISTORY_DTYPE_GROUPS:
+        n = len(values[names[0]])
+        stack = _host_array((len(names), n), values[names[0]].dtype)
+        for row, name in zip(stack, names, strict=True):
+            row[:] = values[name]
+            values[name] = row
+        stacks.append(stack)
+    return tuple(stacks)
+    return stacks
+
+
 _NUMPY_DTYPES: dict[torch.dtype, np.dtype[Any]] = {
-    torch.int64: np.dtype(np.int64), torch.int32: np.dtype(np.int32), torch.float32: np.dtype(np.float32)
+    torch.int64: np.dtype(np.int64),
+    torch.int32: np.dtype(np.int32),
+    torch.float32: np.dtype(np.float32),
 }
 
 
@@ -153,26 +192,45 @@ def host_memory_pool() -> pa.MemoryPool:
         return pa.default_memory_pool()
 
 
-def _empty(shape: tuple[int, ...], dtype: torch.dtype, pin: bool) -> torch.Tensor:
-    """An uninitialized tensor from host_memory_pool(); the collate writes every element.
-
-    Pinned memory uses torch's caching host allocator, which reuses blocks too."""
-    if pin:
-        return torch.empty(shape, dtype=dtype, pin_memory=True)
-    np_dtype = _NUMPY_DTYPES[dtype]
+def _host_array(shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
+    """An uninitialized, writable array from host_memory_pool() (numpy's own allocation would
+    fault in fresh pages every epoch)."""
     count = math.prod(shape)
-    buf = pa.allocate_buffer(max(1, count * np_dtype.itemsize), memory_pool=host_memory_pool())
-    return torch.from_numpy(np.frombuffer(buf, dtype=np_dtype, count=count).reshape(shape))
+    buf = pa.allocate_buffer(max(1, count * dtype.itemsize), memory_pool=host_memory_pool())
+    return np.frombuffer(buf, dtype=dtype, count=count).reshape(shape)
 
 
-_ZEROS: dict[np.dtype, np.ndarray] = {}
+def _allocate(shapes: Sequence[tuple[tuple[int, ...], torch.dtype]], pin: bool) -> list[torch.Tensor]:
+    """Uninitialized tensors of these shapes and dtypes, carved from one host allocation (the
+    collate writes every element): one allocation per batch instead of one per tensor.
+
+    Host memory comes from host_memory_pool(); pinned memory from torch's caching host allocator,
+    which reuses blocks too."""
+    sizes = [math.prod(shape) * _NUMPY_DTYPES[dtype].itemsize for shape, dtype in shapes]
+    starts = np.concatenate([[0], np.cumsum([-(-n // 64) * 64 for n in sizes])]).tolist()  # 64-byte aligned
+    if pin:
+        arena = torch.empty(max(1, starts[-1]), dtype=torch.uint8, pin_memory=True)
+        return [
+            arena[a : a + n].view(dtype).view(shape)
+            for (shape, dtype), a, n in zip(shapes, starts, sizes, strict=False)
+        ]
+    raw = _host_array((max(1, starts[-1]),), np.dtype(np.uint8))
+    return [
+        torch.from_numpy(raw[a : a + n].view(_NUMPY_DTYPES[dtype]).reshape(shape))
+        for (shape, dtype), a, n in zip(shapes, starts, sizes, strict=False)
+    ]
 
 
-def _zeros(dtype: np.dtype, n: int) -> np.ndarray:
-    """A read-only zero array of at least n elements (padding is sliced from it)."""
-    zeros = _ZEROS.get(dtype)
-    if zeros is None or len(zeros) < n:
-        zeros = _ZEROS[dtype] = np.zeros(max(n, 16_384), dtype)
+_ZEROS: dict[tuple[np.dtype, int], np.ndarray] = {}
+
+
+def _zeros(dtype: np.dtype, n: int, rows: int = 0) -> np.ndarray:
+    """A read-only zero array of at least n elements, or of `rows` x at least n (padding is
+    sliced from it)."""
+    zeros = _ZEROS.get((dtype, rows))
+    if zeros is None or zeros.shape[-1] < n:
+        shape = (rows, max(n, 16_384)) if rows else (max(n, 16_384),)
+        zeros = _ZEROS[dtype, rows] = np.zeros(shape, dtype)
         zeros.flags.writeable = False
     return zeros
 
@@ -189,6 +247,23 @@ def _runs(rows: Sequence[tuple[RowGroupArrays, int]]) -> list[tuple[RowGroupArra
     return runs
 
 
+def _pack(
+    out: np.ndarray,
+    sources: list[np.ndarray],
+    runs: list[tuple[RowGroupArrays, int, int, np.ndarray]],
+    kept: Sequence[Any],
+    padding: Sequence[Any],
+    zeros: np.ndarray,
+) -> None:
+    """out = each row's kept slice of its run's source, then its padding slice of zeros, end to end
+    along the last axis: one np.concatenate, a memcpy per slice and no Python loop over rows."""
+    runs_of = zip(sources, runs, strict=True)
+    per_row = chain.from_iterable(repeat(src, end - first) for src, (_, first, end, _) in runs_of)
+    events: Iterator[np.ndarray] = map(np.ndarray.__getitem__, per_row, kept)
+    pads = map(zeros.__getitem__, padding)
+    np.concatenate(list(chain.from_iterable(zip(events, pads, strict=True))), axis=out.ndim - 1, out=out)
+
+
 def collate(
     rows: Sequence[tuple[RowGroupArrays, int]],
     keep: np.ndarray | None = None,
@@ -199,9 +274,10 @@ def collate(
     `keep[i]` caps row i's history to its most recent keep[i] events (length-extrapolative
     training); None keeps the full history. L and M are the batch's real maxima.
 
-    Each history field is one np.concatenate of slices (a memcpy per row, no gather index and no
-    Python loop over rows); the rest is numpy per run of rows from one row group (ShuffleBuffer
-    hands rows grouped by row group)."""
+    Each history field (each dtype group of them, where the row groups are stacked) is one
+    np.concatenate of slices (a memcpy per row, no gather index and no Python loop over rows);
+    the rest is numpy per run of rows from one row group (ShuffleBuffer hands rows grouped by
+    row group)."""
     b = len(rows)
     runs = _runs(rows)
 
@@ -217,7 +293,22 @@ def collate(
     num_targets = gather("num_targets")
     big_l, big_m = int(hist_len.max(initial=0)), int(num_targets.max(initial=0))
 
-    hist = {n: _empty((b, big_l), _torch_dtype(n), pin_memory) for n in HISTORY_FIELDS}
+    # One (k, B, L) tensor per dtype group (each field's (B, L) tensor is a contiguous view of
+    # it), the target fields and the labels, all from one allocation.
+    shapes: list[tuple[tuple[int, ...], torch.dtype]] = [
+        ((len(g), b, big_l), _torch_dtype(g[0])) for g in HISTORY_DTYPE_GROUPS
+    ]
+    shapes += [((b, big_m), _torch_dtype(n)) for n in TARGET_FIELDS]
+    shapes.append(((b, big_m, len(LABEL_COLUMN_NAMES)), torch.float32))
+    tensors = _allocate(shapes, pin_memory)
+    stores = tensors[: len(HISTORY_DTYPE_GROUPS)]
+    tgt = dict(zip(TARGET_FIELDS, tensors[len(HISTORY_DTYPE_GROUPS) : -1], strict=True))
+    labels = tensors[-1]
+    hist = {
+        n: store[i]
+        for names, store in zip(HISTORY_DTYPE_GROUPS, stores, strict=True)
+        for i, n in enumerate(names)
+    }
     if big_l:
         # Row i is its kept events then zeros: 2B slices laid end to end make the (B, L) tensor.
         # All history fields share these offsets (from 0; RowGroupArrays checks the lengths).
@@ -227,15 +318,19 @@ def collate(
             ends[first:end] = g.offsets[HISTORY_FIELDS[0]][rs + 1] if shared is None else shared[rs]
         kept = list(map(slice, (ends - hist_len).tolist(), ends.tolist()))  # the most recent hist_len events
         padding = list(map(slice, (big_l - hist_len).tolist()))
-        for n, tensor in hist.items():
-            out = tensor.numpy()
-            sources = chain.from_iterable(repeat(g.values[n], end - first) for g, first, end, _ in runs)
-            events: Iterator[np.ndarray] = map(np.ndarray.__getitem__, sources, kept)
-            zeros = map(_zeros(out.dtype, big_l).__getitem__, padding)
-            np.concatenate(list(chain.from_iterable(zip(events, zeros, strict=True))), out=out.reshape(-1))
+        stacked = [g.history_stacks for g, *_ in runs if g.history_stacks is not None]
+        if len(stacked) == len(runs):  # every run's row group is stacked: k fields per view
+            kept_k = list(zip(repeat(slice(None)), kept))
+            padding_k = list(zip(repeat(slice(None)), padding))
+            for k, (names, store) in enumerate(zip(HISTORY_DTYPE_GROUPS, stores, strict=True)):
+                out = store.numpy().reshape(len(names), -1)
+                zeros = _zeros(out.dtype, big_l, len(names))
+                _pack(out, [stacks[k] for stacks in stacked], runs, kept_k, padding_k, zeros)
+        else:
+            for n, tensor in hist.items():
+                out = tensor.numpy().reshape(-1)
+                _pack(out, [g.values[n] for g, *_ in runs], runs, kept, padding, _zeros(out.dtype, big_l))
 
-    tgt = {n: _empty((b, big_m), _torch_dtype(n), pin_memory) for n in TARGET_FIELDS}
-    labels = _empty((b, big_m, len(LABEL_COLUMN_NAMES)), torch.float32, pin_memory)
     padded = [(tensor.numpy(), n) for n, tensor in tgt.items()] + [(labels.numpy(), _LABELS)]
     for out, name in padded:
         out.fill(0)
@@ -260,17 +355,23 @@ class ShuffleBuffer:
     """Rows of several row groups, drawn at random (or in order) without replacement.
 
     Holds at least `capacity` rows while the stream lasts, so a batch mixes the requests of many
-    users from several row groups (the table is clustered by user, docs/design.md §7)."""
+    users from several row groups (the table is clustered by user, docs/design.md §7).
+
+    The rows are kept in draw order, arranged when a row group is added: a uniform permutation of
+    everything held (successive prefixes of one permutation are successive draws without
+    replacement, the same distribution as a fresh draw per batch), or the stable sort by length
+    (taking a prefix leaves the rest sorted). A batch is then a prefix: O(batch), not O(buffer)."""
 
     def __init__(self, capacity: int, rng: np.random.Generator | None, by_length: bool = False) -> None:
         self.capacity = capacity
         self.rng = rng  # None: no shuffling (evaluation)
         self.by_length = by_length  # without rng: shortest histories first, so batches pad little
         self._groups: list[RowGroupArrays] = []
+        self._held: list[int] = []  # rows of each group still in the buffer
         self._group_ids = np.zeros(0, np.int64)
         self._row_ids = np.zeros(0, np.int64)
         self._lengths = np.zeros(0, np.int64)
-        self._peeked = np.zeros(0, np.int64)
+        self._peeked = 0
 
     def __len__(self) -> int:
         return len(self._row_ids)
@@ -281,53 +382,46 @@ class ShuffleBuffer:
 
     def add(self, group: RowGroupArrays) -> None:
         self._groups.append(group)
+        self._held.append(group.num_rows)
         gid = len(self._groups) - 1
-        self._group_ids = np.concatenate([self._group_ids, np.full(group.num_rows, gid)])
-        self._row_ids = np.concatenate([self._row_ids, np.arange(group.num_rows)])
+        group_ids = np.concatenate([self._group_ids, np.full(group.num_rows, gid)])
+        row_ids = np.concatenate([self._row_ids, np.arange(group.num_rows)])
+        lengths = self._lengths
         if group.num_rows:
-            self._lengths = np.concatenate([self._lengths, group.scalars["hist_len"].astype(np.int64)])
+            lengths = np.concatenate([lengths, group.scalars["hist_len"].astype(np.int64)])
+        order: np.ndarray | slice = slice(None)
+        if self.rng is not None:
+            order = self.rng.permutation(len(row_ids))
+        elif self.by_length:
+            order = np.argsort(lengths, kind="stable")
+        self._group_ids, self._row_ids, self._lengths = group_ids[order], row_ids[order], lengths[order]
 
     def peek(self, n: int) -> list[tuple[RowGroupArrays, int]]:
         """The next min(n, len) rows in draw order, not yet removed (see take_peeked)."""
-        n = min(n, len(self))
-        if self.rng is not None:
-            self._peeked = self.rng.choice(len(self), size=n, replace=False)
-        elif self.by_length:
-            self._peeked = np.argsort(self._lengths, kind="stable")[:n]
-        else:
-            self._peeked = np.arange(n)
-        return [
-            (self._groups[g], int(r))
-            for g, r in zip(self._group_ids[self._peeked], self._row_ids[self._peeked], strict=True)
-        ]
+        self._peeked = n = min(n, len(self))
+        group_ids, row_ids = self._group_ids[:n].tolist(), self._row_ids[:n].tolist()
+        return [(self._groups[g], r) for g, r in zip(group_ids, row_ids, strict=True)]
 
     def take_peeked(self, n: int) -> list[tuple[RowGroupArrays, int]]:
         """Removes and returns the first n rows of the last peek, grouped by row group (the
         collate copies per run of rows from one group; order within a batch carries no meaning)."""
-        picked = self._peeked[:n]
-        picked = picked[np.argsort(self._group_ids[picked], kind="stable")]
-        out = [
-            (self._groups[g], int(r))
-            for g, r in zip(self._group_ids[picked], self._row_ids[picked], strict=True)
-        ]
-        keep = np.ones(len(self), bool)
-        keep[picked] = False
+        n = min(n, self._peeked)
+        by_group = np.argsort(self._group_ids[:n], kind="stable")
+        group_ids, row_ids = self._group_ids[:n][by_group].tolist(), self._row_ids[:n][by_group].tolist()
+        out = [(self._groups[g], r) for g, r in zip(group_ids, row_ids, strict=True)]
         self._group_ids, self._row_ids, self._lengths = (
-            self._group_ids[keep],
-            self._row_ids[keep],
-            self._lengths[keep],
+            self._group_ids[n:],
+            self._row_ids[n:],
+            self._lengths[n:],
         )
-        self._peeked = np.zeros(0, np.int64)
-        self._release_consumed_groups()
+        self._peeked = 0
+        for gid in set(group_ids):
+            self._held[gid] -= group_ids.count(gid)
+            if not self._held[gid]:
+                # Drop the Arrow buffers of a fully consumed row group (keep the slot: ids stay valid).
+                self._groups[gid] = RowGroupArrays(self._groups[gid].source, 0, [], {}, {}, {})
         return out
 
     def take(self, n: int) -> list[tuple[RowGroupArrays, int]]:
         self.peek(n)
         return self.take_peeked(n)
-
-    def _release_consumed_groups(self) -> None:
-        live = set(np.unique(self._group_ids).tolist())
-        for gid, group in enumerate(self._groups):
-            if gid not in live and group.num_rows:
-                # Drop the Arrow buffers of a fully consumed row group (keep the slot: ids stay valid).
-                self._groups[gid] = RowGroupArrays(group.source, 0, [], {}, {}, {})

@@ -81,7 +81,11 @@ class _RawArrowQueueReader:
 
 
 class ArrowRowGroupWorker(ArrowReaderWorker):
-    """Reads one row group per task and publishes it as a pyarrow Table."""
+    """Reads one row group per task and publishes it as a pyarrow Table, or as what `convert`
+    makes of it (`open_reader`)."""
+
+    # (table, source) -> what the reader yields; run on the worker thread (_converting_worker).
+    convert: Callable[[pa.Table, str], Any] | None = None
 
     @staticmethod
     def new_results_queue_reader() -> _RawArrowQueueReader:
@@ -112,10 +116,11 @@ class ArrowRowGroupWorker(ArrowReaderWorker):
                 f"reading row group {piece.row_group} of {piece.path} failed: {type(e).__name__}: {e}; "
                 "the file may be corrupt or removed (VACUUM) since the snapshot was resolved"
             ) from e
-        # Name the source in the table itself so later errors can say which file a row came from.
-        self.publish_func(
-            table.replace_schema_metadata({SOURCE_KEY: f"{piece.path} (row group {piece.row_group})"})
-        )
+        source = f"{piece.path} (row group {piece.row_group})"
+        if self.convert is not None:
+            self.publish_func(self.convert(table, source))
+        else:  # name the source in the table itself, so later errors can say which file a row came from
+            self.publish_func(table.replace_schema_metadata({SOURCE_KEY: source}))
 
     def _parquet_file(self, path: str) -> _LocalParquetFile | pq.ParquetFile:
         files: dict[str, _LocalParquetFile | pq.ParquetFile] = self.__dict__.setdefault("_files", {})
@@ -131,6 +136,17 @@ class ArrowRowGroupWorker(ArrowReaderWorker):
                 else pq.ParquetFile(fs.open(path))
             )
         return files[path]
+
+
+@functools.cache
+def _converting_worker(convert: Callable[[pa.Table, str], Any]) -> type[ArrowRowGroupWorker]:
+    """ArrowRowGroupWorker publishing convert(table, source): petastorm builds the workers itself,
+    from a class."""
+    return type(
+        f"ArrowRowGroupWorker[{convert.__qualname__}]",
+        (ArrowRowGroupWorker,),
+        {"convert": staticmethod(convert)},
+    )
 
 
 class _LocalParquetFile:
@@ -330,9 +346,15 @@ def open_reader(
     workers: int,
     pool: str,
     footers: Mapping[str, pq.FileMetaData] | None = None,
+    convert: Callable[[pa.Table, str], Any] | None = None,
 ) -> tuple[Reader, list[list[RowGroup]]]:
     """A petastorm Reader over `files` for one shard, and the row groups of every rank's shard
     (from `footers`, path -> Parquet footer, where given).
+
+    The reader yields each row group as a Table naming its source in the schema metadata
+    (SOURCE_KEY), or as `convert(table, source)`, run on the worker thread that decoded it: the
+    loaders build their numpy views there, beside the decoding, instead of on the thread that
+    collates (whose time is the epoch's); a conversion error reaches the reader's caller as is.
 
     `seed` must be non-zero: petastorm treats 0 like None (an unseeded, irreproducible order)."""
     if seed == 0:
@@ -355,7 +377,7 @@ def open_reader(
         filesystem,
         paths,
         schema_fields=list(columns),
-        worker_class=ArrowRowGroupWorker,
+        worker_class=ArrowRowGroupWorker if convert is None else _converting_worker(convert),
         reader_pool=reader_pool,
         seed=seed,
         shuffle_rows=False,  # rows are mixed across row groups by the loader's buffer instead

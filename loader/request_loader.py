@@ -35,7 +35,7 @@ from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, check_schema
 from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError
 from .lengths import LengthSampling
-from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader, read_footers
+from .petastorm_io import POOLS, RowGroup, open_reader, read_footers
 from .snapshot import DateBound, Snapshot
 
 log = logging.getLogger(__name__)
@@ -173,8 +173,13 @@ class RequestLoader(EpochLoader[RequestBatch, LoaderConfig]):
 
     def describe(self) -> dict[str, Any]:
         cfg = asdict(self.config)
-        return {"table": self.snapshot.table_path, "version": self.snapshot.version,
-                "files": len(self.snapshot.data_files), "requests": self.snapshot.num_records, "config": cfg}
+        return {
+            "table": self.snapshot.table_path,
+            "version": self.snapshot.version,
+            "files": len(self.snapshot.data_files),
+            "requests": self.snapshot.num_records,
+            "config": cfg,
+        }
 
 
 class EpochProducer:
@@ -265,12 +270,11 @@ class EpochProducer:
             exhausted, emitted, batch_index = False, 0, 0
             while not self._stop.is_set():
                 while not exhausted and not buffer.full:
-                    table = next(stream, None)
-                    if table is None:
+                    group = next(stream, None)
+                    if group is None:
                         exhausted = True
                     else:
-                        source = (table.schema.metadata or {}).get(SOURCE_KEY, b"?").decode()
-                        buffer.add(RowGroupArrays.from_table(table, source))
+                        buffer.add(group)
                 if not len(buffer):
                     break
                 if sizes is not None:
@@ -311,6 +315,7 @@ class EpochProducer:
             workers=cfg.workers,
             pool=cfg.pool,
             footers=self.footers,
+            convert=RowGroupArrays.from_table,
         )
 
     def _lengths(self, n: int) -> np.ndarray | None:

@@ -48,7 +48,7 @@ from schemas.fields import LABEL_COLUMN_NAMES
 from schemas.user_day_samples import USER_DAY_SAMPLES
 
 from .batch import HISTORY_FIELDS, TARGET_FIELDS, RequestBatch
-from .collate import TARGET_ARRAYS, RowGroupArrays, ShuffleBuffer, collate
+from .collate import TARGET_ARRAYS, RowGroupArrays, ShuffleBuffer, collate, stack_histories
 from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError, SchemaMismatchError
 from .grouped_batch import GroupedBatch
@@ -261,6 +261,8 @@ class UserDays:
             )
         target_offsets = np.zeros(len(num_targets) + 1, np.int64)
         np.cumsum(num_targets, out=target_offsets[1:])
+        window = {name: values[name] for name in HISTORY_FIELDS}
+        stacks = stack_histories(window)  # each window event is copied into ~k requests' rows
         requests = RowGroupArrays(
             source,
             len(num_targets),
@@ -268,9 +270,11 @@ class UserDays:
             {"user_id": user_id[day], "request_ts": request_ts, "hist_len": hist_end - hist_start,
              "num_targets": num_targets},
             {name: target_offsets for name in TARGET_ARRAYS},
-            {name: values[name] for name in (*HISTORY_FIELDS, *TARGET_ARRAYS)},
+            {**window, **{name: values[name] for name in TARGET_ARRAYS}},
             history_ends=ends,
+            history_stacks=stacks,
         )  # fmt: skip
+        requests.pad_targets()
         return cls(source, user_id, win_off, req_off, hist_start, hist_end, requests)
 
     def day_rows(self) -> DayRows:
@@ -480,7 +484,7 @@ class _UserDayProducer(EpochProducer):
         return open_reader(
             self.snapshot.files, USER_DAY_LOADER_COLUMNS, seed=petastorm_seed(cfg.seed, self.epoch),
             shuffle_row_groups=cfg.shuffle, rank=cfg.rank, world_size=cfg.world_size, workers=cfg.workers,
-            pool=cfg.pool, footers=self.footers,
+            pool=cfg.pool, footers=self.footers, convert=UserDays.from_table,
         )  # fmt: skip
 
     def _produce(self) -> None:
@@ -504,12 +508,10 @@ class _UserDayProducer(EpochProducer):
             stream, exhausted, emitted = iter(reader), False, 0
             for size in sizes:
                 while not exhausted and not buffer.full:
-                    table = next(stream, None)
-                    if table is None:
+                    days = next(stream, None)
+                    if days is None:
                         exhausted = True
                         continue
-                    source = (table.schema.metadata or {}).get(SOURCE_KEY, b"?").decode()
-                    days = UserDays.from_table(table, source)
                     buffer.add(days.day_rows() if self.grouped else days.requests)
                 rows = buffer.take(size)
                 n = sum(_requests_of(view, d) for view, d in rows) if self.grouped else len(rows)

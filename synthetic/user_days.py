@@ -11,17 +11,20 @@ tables from the synthetic logs, synthetic/logs.py)."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from deltalake import WriterProperties, write_deltalake
+import pyarrow.parquet as pq
+from deltalake import Field, Schema, convert_to_deltalake
+from deltalake.schema import PrimitiveType
 
 from schemas.constants import DAY_MS, DEFAULT_L_MAX, MINUTE_MS, SECOND_MS
 from schemas.fields import HISTORY_COLUMNS, LABEL_COLUMN_NAMES
 from schemas.request_samples import REQUEST_SAMPLES, TARGET_COLUMNS
-from schemas.user_day_samples import USER_DAY_SAMPLES
+from schemas.user_day_samples import DELTA_ENCODED_COLUMNS, USER_DAY_SAMPLES
 
 HISTORY_NAMES: tuple[str, ...] = tuple(c.name for c in HISTORY_COLUMNS)
 TARGET_NAMES: tuple[str, ...] = (*(c.name for c in TARGET_COLUMNS), *LABEL_COLUMN_NAMES)
@@ -159,13 +162,48 @@ def write_synthetic_user_days(
     user_day_path: str | Path, request_path: str | Path | None, cfg: SyntheticUserDays
 ) -> None:
     """Writes user_day_samples (and, unless request_path is None, request_samples with the same
-    requests), one partition per date, one Delta commit each, ZSTD like the Spark jobs."""
+    requests), replacing what is there: one file per date, ZSTD and encoded like the Spark jobs'."""
     pairs = [synthetic_user_days(cfg, d, i) for i, d in enumerate(cfg.dates)]
-    for path, index, rows in (
-        (user_day_path, 0, cfg.rows_per_group), (request_path, 1, cfg.request_rows_per_group)
-    ):  # fmt: skip
-        if path is None:
-            continue
-        props = WriterProperties(compression="ZSTD", max_row_group_size=rows)
-        data = pa.concat_tables([p[index] for p in pairs])
-        write_deltalake(str(path), data, partition_by=["date"], mode="overwrite", writer_properties=props)
+    for path in (user_day_path, request_path):
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+    for date, (user_days, requests) in zip(cfg.dates, pairs, strict=True):
+        _write_partition(user_day_path, date, user_days, cfg.rows_per_group, DELTA_ENCODED_COLUMNS)
+        if request_path is not None:
+            _write_partition(request_path, date, requests, cfg.request_rows_per_group, ())
+    for path in (user_day_path, request_path):
+        if path is not None:
+            # One commit adding every file; the date is in the path, as Delta keeps partition values.
+            convert_to_deltalake(
+                str(path),
+                partition_by=Schema([Field("date", PrimitiveType("string"))]),
+                partition_strategy="hive",
+            )
+
+
+def _write_partition(
+    path: str | Path, date: str, table: pa.Table, rows_per_group: int, delta_encoded: tuple[str, ...]
+) -> None:
+    """One date's Parquet file under path/date=D.
+
+    Written with pyarrow, not delta-rs: delta-rs 1.6's column properties do not reach list
+    elements, and the Spark jobs write `delta_encoded` list columns DELTA_BINARY_PACKED on v2 pages
+    without a dictionary (schemas/user_day_samples.DELTA_ENCODED_COLUMNS), dictionaries elsewhere.
+    The loaders' tests and benchmarks then decode what production tables hold."""
+    folder = Path(path) / f"date={date}"
+    folder.mkdir(parents=True)
+    table = table.drop(["date"])
+    encoded = [f"{c}.list.element" for c in delta_encoded]
+    pq.write_table(
+        table,
+        folder / "part-00000.zstd.parquet",
+        row_group_size=rows_per_group,
+        compression="zstd",
+        use_dictionary=[
+            f"{f.name}.list.element" if pa.types.is_list(f.type) else f.name
+            for f in table.schema
+            if f.name not in delta_encoded
+        ],
+        column_encoding=dict.fromkeys(encoded, "DELTA_BINARY_PACKED"),
+        data_page_version="2.0" if delta_encoded else "1.0",
+    )
