@@ -543,7 +543,7 @@ _USER_DAY_LOADER_ABOUT = """\
 the same requests, in one run (`benchmarks/user_day_loader.py`): a synthetic `user_day_samples`
 table and the `request_samples` table holding the same requests (`synthetic/user_days.py`; the
 demo's default scale: 1,500 users x 3 days, about 5 requests per user-day, histories up to 10k;
-row groups of 500 rows in both, as the Spark jobs write them). The user-day loader decodes each
+row groups of 500 rows in both and encodings as the Spark jobs write them). The user-day loader decodes each
 day's window once and slices the requests' histories out of it; both then collate the same
 padded tensors. Goal: at least 2.5x the request loader's delivered history tokens/s. (e) is the
 grouped output for MRLB: the history tokens its requests read and the window tokens it delivers

@@ -35,7 +35,7 @@ from .collate import LOADER_COLUMNS, RowGroupArrays, ShuffleBuffer, check_schema
 from .epochs import EpochLoader, batch_sizes
 from .errors import DataFileError, IncompleteEpochError, LoaderError
 from .lengths import LengthSampling
-from .petastorm_io import POOLS, RowGroup, open_reader, read_footers
+from .petastorm_io import POOLS, SOURCE_KEY, RowGroup, open_reader, read_footers
 from .snapshot import DateBound, Snapshot
 
 log = logging.getLogger(__name__)
@@ -270,11 +270,14 @@ class EpochProducer:
             exhausted, emitted, batch_index = False, 0, 0
             while not self._stop.is_set():
                 while not exhausted and not buffer.full:
-                    group = next(stream, None)
-                    if group is None:
+                    table = next(stream, None)
+                    if table is None:
                         exhausted = True
                     else:
-                        buffer.add(group)
+                        # Built here, not on the reader's workers (open_reader's `convert`): this
+                        # loader is bound by decoding, which those threads do.
+                        source = (table.schema.metadata or {}).get(SOURCE_KEY, b"?").decode()
+                        buffer.add(RowGroupArrays.from_table(table, source))
                 if not len(buffer):
                     break
                 if sizes is not None:
@@ -315,7 +318,6 @@ class EpochProducer:
             workers=cfg.workers,
             pool=cfg.pool,
             footers=self.footers,
-            convert=RowGroupArrays.from_table,
         )
 
     def _lengths(self, n: int) -> np.ndarray | None:

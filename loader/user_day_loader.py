@@ -484,7 +484,10 @@ class _UserDayProducer(EpochProducer):
         return open_reader(
             self.snapshot.files, USER_DAY_LOADER_COLUMNS, seed=petastorm_seed(cfg.seed, self.epoch),
             shuffle_row_groups=cfg.shuffle, rank=cfg.rank, world_size=cfg.world_size, workers=cfg.workers,
-            pool=cfg.pool, footers=self.footers, convert=UserDays.from_table,
+            pool=cfg.pool, footers=self.footers,
+            # Built on the worker that decoded the row group: this loader is bound by the collate,
+            # on the producer thread, not by decoding (docs/loader.md, the user-day loader).
+            convert=UserDays.from_table,
         )  # fmt: skip
 
     def _produce(self) -> None:

@@ -73,8 +73,8 @@ USER_DAY_SAMPLES = TableContract(
 )
 
 # Window columns the Spark jobs write DELTA_BINARY_PACKED, without a dictionary
-# (jobs/delta_io.PARQUET_WRITER_CONF; delta-rs 1.6's column properties do not reach list elements,
-# so synthetic/user_days.py writes them as the other columns).
+# (jobs/delta_io.PARQUET_WRITER_CONF), and synthetic/user_days.py with pyarrow (delta-rs 1.6's
+# column properties do not reach list elements).
 # hist_ts is sorted within a window and nearly every value is distinct, so its dictionary
 # overflows and parquet-mr falls back to PLAIN: 3.7 bytes per event after zstd, where the delta
 # encoding stores the gaps in 2.9 and decodes faster. request_samples keeps the dictionary: its

@@ -31,6 +31,7 @@ from loader import (
     batch_sizes,
     resolve_snapshot,
 )
+from loader.collate import RowGroupArrays, ShuffleBuffer, collate, stack_histories
 from loader.petastorm_io import ArrowRowGroupWorker
 from schemas import REQUEST_SAMPLES_COMPACT
 from schemas.fields import LABEL_COLUMN_NAMES
@@ -121,6 +122,7 @@ def test_batches_mix_users_and_the_same_seed_gives_the_same_batches(table: str) 
 def test_evaluation_groups_similar_lengths_within_its_window_and_keeps_every_request(table: str) -> None:
     """Evaluation batches similar history lengths (fewer padded slots than file order) within
     `length_window` rows, and still yields each request once, unchanged."""
+
     def padded_slots(cfg: LoaderConfig) -> tuple[int, dict[str, dict[str, list[int]]]]:
         batches = list(RequestLoader(table, cfg))
         return sum(b.hist_item_id.numel() for b in batches), rows_of(batches)
@@ -412,3 +414,85 @@ def test_compact_loader_refuses_to_iterate_again_after_a_failure(compact_table: 
         list(loader)
     with pytest.raises(RuntimeError, match="this loader failed earlier"):
         iter(loader).__next__()
+
+
+# -- the shuffle buffer and the collate (loader/collate.py) ---------------------------------------
+
+
+def _group(source: str, lengths: list[int]) -> RowGroupArrays:
+    """A row group of len(lengths) rows whose history is 1, 2, ... (hist_len events each)."""
+    n = len(lengths)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = {name: np.arange(1, offsets[-1] + 1, dtype=np.int64) for name in HISTORY_FIELDS}
+    t_off = np.arange(n + 1)
+    values |= {name: np.arange(n, dtype=np.int64) for name in TARGET_FIELDS}
+    values |= {name: np.ones(n, np.int32) for name in LABEL_COLUMN_NAMES}
+    scalars = {"user_id": np.arange(n), "request_ts": np.arange(n), "hist_len": np.asarray(lengths),
+               "num_targets": np.ones(n, np.int64)}  # fmt: skip
+    names = (*HISTORY_FIELDS, *TARGET_FIELDS, *LABEL_COLUMN_NAMES)
+    offsets_by = {name: offsets if name in HISTORY_FIELDS else t_off for name in names}
+    return RowGroupArrays(source, n, [f"{source}-{i}" for i in range(n)], scalars, offsets_by, values)
+
+
+def test_shuffle_buffer_draws_every_row_once_and_uniformly() -> None:
+    rows = set()
+    buffer = ShuffleBuffer(100, np.random.default_rng(0))
+    for g in range(4):
+        buffer.add(_group(f"g{g}", [1] * 60))
+        while buffer.full:
+            rows.update((view.source, r) for view, r in buffer.take(7))
+    while len(buffer):
+        rows.update((view.source, r) for view, r in buffer.take(7))
+    assert len(rows) == 240
+    # Row 0 of the first group is in the first batch of 10 drawn from 100 rows with p = 0.1.
+    hits = 0
+    for seed in range(2_000):
+        buffer = ShuffleBuffer(100, np.random.default_rng(seed))
+        buffer.add(_group("a", [1] * 50))
+        buffer.add(_group("b", [1] * 50))
+        hits += any(view.source == "a" and r == 0 for view, r in buffer.take(10))
+    assert 200 - 4 * 13 < hits < 200 + 4 * 13  # binomial(2000, 0.1): sd 13.4
+
+
+def test_shuffle_buffer_by_length_takes_the_shortest_rows_held_in_insertion_order() -> None:
+    rng = np.random.default_rng(1)
+    buffer = ShuffleBuffer(50, None, by_length=True)
+    held: list[tuple[int, str, int]] = []  # (length, group, row) in insertion order
+    taken: list[tuple[str, int]] = []
+    for g in range(5):
+        lengths = rng.integers(0, 6, 40).tolist()
+        buffer.add(_group(f"g{g}", lengths))
+        held += [(n, f"g{g}", r) for r, n in enumerate(lengths)]
+        while buffer.full:
+            batch = buffer.take(16)
+            expected = sorted(held, key=lambda x: x[0])[:16]  # stable: ties in insertion order
+            assert sorted((v.source, r) for v, r in batch) == sorted((g_, r) for _, g_, r in expected)
+            held = [h for h in held if h not in expected]
+            taken += [(v.source, r) for v, r in batch]
+    assert len(taken) + len(held) == 200
+
+
+def test_collate_of_stacked_history_fields_equals_the_field_by_field_collate() -> None:
+    plain = [_group("a", [3, 0, 5, 2]), _group("b", [1, 4])]
+    stacked = [_group("a", [3, 0, 5, 2]), _group("b", [1, 4])]
+    for group in stacked:
+        group.history_stacks = stack_histories(group.values)
+    keep = np.array([2, 9, 3, 1, 9, 3])
+    for cut in (None, keep):
+        one = collate(
+            [(plain[0], 0), (plain[0], 1), (plain[0], 2), (plain[0], 3), (plain[1], 0), (plain[1], 1)], cut
+        )
+        two = collate(
+            [
+                (stacked[0], 0),
+                (stacked[0], 1),
+                (stacked[0], 2),
+                (stacked[0], 3),
+                (stacked[1], 0),
+                (stacked[1], 1),
+            ],
+            cut,
+        )
+        for name, tensor in one.tensors().items():
+            assert torch.equal(tensor, getattr(two, name)), name
+        assert two.hist_ts[2].tolist() == ([4, 5, 6, 7, 8] if cut is None else [6, 7, 8])

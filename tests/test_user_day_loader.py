@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from deltalake import WriterProperties, write_deltalake
@@ -31,8 +32,10 @@ from loader import (
     UserDayLoader,
     UserDayLoaderConfig,
     UserDayOffsetsError,
+    resolve_snapshot,
 )
 from schemas import REQUEST_SAMPLES, USER_DAY_SAMPLES
+from schemas.user_day_samples import DELTA_ENCODED_COLUMNS
 from synthetic.user_days import SyntheticUserDays, synthetic_user_days, write_synthetic_user_days
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,6 +61,23 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     root = tmp_path_factory.mktemp("user_days")
     write_synthetic_user_days(root / "user_day_samples", root / "request_samples", SMALL)
     return str(root / "user_day_samples"), str(root / "request_samples")
+
+
+def test_the_synthetic_tables_are_encoded_as_the_jobs_write_them(tables: tuple[str, str]) -> None:
+    """So the loaders' tests and benchmark decode what production tables hold: user_day_samples'
+    DELTA_ENCODED_COLUMNS delta-encoded without a dictionary, everything else dictionary-encoded."""
+    for path, delta in zip(tables, (DELTA_ENCODED_COLUMNS, ()), strict=True):
+        for file in resolve_snapshot(path).files:
+            chunks = pq.ParquetFile(file).metadata.row_group(0)
+            encodings = {chunks.column(i).path_in_schema: set(chunks.column(i).encodings)
+                         for i in range(chunks.num_columns)}  # fmt: skip
+            for name in HISTORY_FIELDS:
+                used = encodings[f"{name}.list.element"]
+                assert ("DELTA_BINARY_PACKED" in used) == (name in delta), (file, name, used)
+                assert ("RLE_DICTIONARY" in used or "PLAIN_DICTIONARY" in used) != (name in delta), (
+                    file,
+                    name,
+                )
 
 
 def rows_of(batches: Iterable[RequestBatch]) -> dict[str, Row]:
