@@ -419,12 +419,17 @@ def _vista_rows() -> tuple[Row, ...]:
         _r("AUC history length / steps", "auc.hist_len", "auc.steps"),
         _r(
             "AUC [95% CI]: STCA full / STCA recent 64 / VISTA / VISTA int8 cache",
-            *(f"auc.auc.{m} ± auc.auc_ci.{m}"
-              for m in ("stca_full", "stca_recent", "vista", "vista_cached_int8")),
+            *(
+                f"auc.auc.{m} ± auc.auc_ci.{m}"
+                for m in ("stca_full", "stca_recent", "vista", "vista_cached_int8")
+            ),
             fmt="{:.3f}",
         ),
-        _r("AUC [95% CI]: topic-share oracle", "auc.auc.oracle_topic_share ± auc.auc_ci.oracle_topic_share",
-           fmt="{:.3f}"),
+        _r(
+            "AUC [95% CI]: topic-share oracle",
+            "auc.auc.oracle_topic_share ± auc.auc_ci.oracle_topic_share",
+            fmt="{:.3f}",
+        ),
         _r(
             "AUC gap: VISTA vs STCA recent / vs STCA full",
             "auc.gap_vista_vs_stca_recent",
@@ -441,8 +446,11 @@ def _quality_rows() -> tuple[Row, ...]:
     res = "results"
     return (
         _r("users / items / request days / steps", "args.users", "args.items", "args.days", "args.steps"),
-        _r("STCA finish AUC [95% CI] at 32 / 512 / 4,000", *_with_ci(f"{res}.stca", "finish_auc", lengths),
-           fmt="{:.3f}"),
+        _r(
+            "STCA finish AUC [95% CI] at 32 / 512 / 4,000",
+            *_with_ci(f"{res}.stca", "finish_auc", lengths),
+            fmt="{:.3f}",
+        ),
         _r(
             "mean pooling finish AUC [95% CI] at 32 / 512 / 4,000",
             *_with_ci(f"{res}.mean_pool", "finish_auc", lengths),
@@ -583,8 +591,8 @@ def _user_day_loader_rows() -> tuple[Row, ...]:
 
 # One entry per results file (by file name), in page order.
 _MRLB_ABOUT = (
-    "MRLB vs RLB on the same requests (trainer/mrlb.py; docs/training.md, \"MRLB\"): STCA with "
-    "history_time=\"bias\", d = 256, 2 layers, m = 8 targets, 10 requests per step, k per user-day, "
+    'MRLB vs RLB on the same requests (trainer/mrlb.py; docs/training.md, "MRLB"): STCA with '
+    'history_time="bias", d = 256, 2 layers, m = 8 targets, 10 requests per step, k per user-day, '
     "each request exactly L events, 8 new events between two requests of a day; one torch thread, "
     "best of 2 interleaved steps after a warm-up. A whole step is forward, backward and AdamW; the "
     "history side is the event embedding and both layers' history transforms alone (forward and "
@@ -607,9 +615,37 @@ def _mrlb_rows() -> tuple[Row, ...]:
     return tuple(rows)
 
 
+_USER_DAY_ENCODINGS_ABOUT = """\
+The window columns of the user_day_storage warehouse (synthetic, default scale) rewritten with
+other Parquet encodings by a newer pyarrow in its own environment (`benchmarks/user_day_encodings.py`;
+the project's pyarrow 14 and Spark 4.0.1 cannot use BYTE_STREAM_SPLIT on integers,
+[user-day-samples.md](user-day-samples.md#storage)): the same row groups, zstd level 3, v2 pages,
+each rewrite read back equal. Ratios are user-day history bytes plus offsets over request_samples'
+history bytes as the job stored them; goal at most 0.33x."""
+
+
+def _user_day_encodings_rows() -> tuple[Row, ...]:
+    options = (
+        ("stored", "as the Spark job stored them"),
+        ("a_as_the_job_writes", "(a) pyarrow, the job's encodings"),
+        ("b_byte_stream_split", "(b) BYTE_STREAM_SPLIT, every column"),
+        ("c_delta_binary_packed", "(c) DELTA_BINARY_PACKED, every column"),
+        ("d_plain", "(d) PLAIN, every column"),
+        ("best_per_column", "the smallest per column"),
+    )
+    return tuple(_r(f"{label}: user-day / request history bytes", f"ratios_with_offsets.{key}", fmt="{:.3f}x")
+                 for key, label in options)  # fmt: skip
+
+
 SPECS: dict[str, Spec] = {
     "build.json": Spec(
         "build_request_samples, quick size", _BUILD_ABOUT, "python -m benchmarks.build --quick", _build_rows()
+    ),
+    "user_day_encodings.json": Spec(
+        "user_day_samples: history bytes under other encodings",
+        _USER_DAY_ENCODINGS_ABOUT,
+        "PYTHONPATH=. /tmp/encodings-venv/bin/python -m benchmarks.user_day_encodings /tmp/ud-wh",
+        _user_day_encodings_rows(),
     ),
     "user_day_storage.json": Spec(
         "user_day_samples vs request_samples: history bytes and build time",
@@ -816,10 +852,18 @@ SPECS: dict[str, Spec] = {
             "stage, HTTP to the store), not a speed-up; the note says what else ran meanwhile.",
             f"python -m benchmarks.demo_cluster --scale {scale}",
             (
-                _r("wall seconds: make demo / make demo-cluster", "local.wall_seconds",
-                   "cluster.wall_seconds", fmt="{:,.0f}"),
-                _r("demo seconds (summary.json): local / cluster", "local.demo_seconds",
-                   "cluster.demo_seconds", fmt="{:,.0f}"),
+                _r(
+                    "wall seconds: make demo / make demo-cluster",
+                    "local.wall_seconds",
+                    "cluster.wall_seconds",
+                    fmt="{:,.0f}",
+                ),
+                _r(
+                    "demo seconds (summary.json): local / cluster",
+                    "local.demo_seconds",
+                    "cluster.demo_seconds",
+                    fmt="{:,.0f}",
+                ),
                 _r("cluster / local, wall", "ratio_cluster_over_local_wall", fmt="{:.2f}x"),
                 _r("requests published: local / cluster", "local.requests", "cluster.requests"),
             ),
