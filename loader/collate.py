@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -167,13 +168,10 @@ def stack_histories(values: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
             values[name] = row
         stacks.append(stack)
     return tuple(stacks)
-    return stacks
 
 
 _NUMPY_DTYPES: dict[torch.dtype, np.dtype[Any]] = {
-    torch.int64: np.dtype(np.int64),
-    torch.int32: np.dtype(np.int32),
-    torch.float32: np.dtype(np.float32),
+    torch.int64: np.dtype(np.int64), torch.int32: np.dtype(np.int32), torch.float32: np.dtype(np.float32)
 }
 
 
@@ -415,8 +413,8 @@ class ShuffleBuffer:
             self._lengths[n:],
         )
         self._peeked = 0
-        for gid in set(group_ids):
-            self._held[gid] -= group_ids.count(gid)
+        for gid, taken in Counter(group_ids).items():
+            self._held[gid] -= taken
             if not self._held[gid]:
                 # Drop the Arrow buffers of a fully consumed row group (keep the slot: ids stay valid).
                 self._groups[gid] = RowGroupArrays(self._groups[gid].source, 0, [], {}, {}, {})

@@ -112,7 +112,11 @@ class GroupedBatch:
                 f"group indices must be non-decreasing in [0, {self.num_groups}), got {self.group.tolist()}"
             )
         limit = self.window_len[self.group] if self.size else self.hist_end
-        bad = (self.hist_start < 0) | (self.hist_end > limit) | (self.hist_end < self.hist_start)
+        bad = (
+            (self.hist_start < 0)
+            | (self.hist_end > limit)
+            | (self.hist_end < self.hist_start)
+        )
         if bool(bad.any()):
             r = int(bad.nonzero()[0, 0])
             raise GroupedBatchError(

@@ -173,13 +173,8 @@ class RequestLoader(EpochLoader[RequestBatch, LoaderConfig]):
 
     def describe(self) -> dict[str, Any]:
         cfg = asdict(self.config)
-        return {
-            "table": self.snapshot.table_path,
-            "version": self.snapshot.version,
-            "files": len(self.snapshot.data_files),
-            "requests": self.snapshot.num_records,
-            "config": cfg,
-        }
+        return {"table": self.snapshot.table_path, "version": self.snapshot.version,
+                "files": len(self.snapshot.data_files), "requests": self.snapshot.num_records, "config": cfg}
 
 
 class EpochProducer:

@@ -300,7 +300,9 @@ def creator_affinity(cfg: SyntheticConfig) -> Column:
     return 2.0 * uniform(cfg.seed, "affinity", F.col("user_id").cast("long"), F.col("author_id")) - 1.0
 
 
-def _with_feedback(cfg: SyntheticConfig, tastes: Column, allow_unwatched: bool, *keys: Column) -> Transform:
+def _with_feedback(
+    cfg: SyntheticConfig, tastes: Column, allow_unwatched: bool, *keys: Column
+) -> Transform:
     """Rows with `user_id`, interest topics, `item_id`, `author_id`, `duration_ms` -> + `watch_ms`
     and the 0/1 label columns of TASKS.
 
