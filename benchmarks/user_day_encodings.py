@@ -33,9 +33,12 @@ import pyarrow.parquet as pq
 
 from benchmarks.common import RESULTS, write_result
 
-HIST = ("hist_item_id", "hist_author_id", "hist_ts", "hist_action", "hist_watch_ms", "hist_duration_ms")
+# Copies of the contract's names: schemas/ imports pyspark, which this environment lacks;
+# tests/test_user_day_loader.py checks that they equal schemas' HISTORY_COLUMNS and
+# DELTA_ENCODED_COLUMNS.
+HIST = ("hist_item_id", "hist_author_id", "hist_action", "hist_ts", "hist_watch_ms", "hist_duration_ms")
 OFFSETS = ("hist_start", "hist_end")
-DELTA_ENCODED = ("hist_ts",)  # schemas/user_day_samples.DELTA_ENCODED_COLUMNS (not imported: see above)
+DELTA_ENCODED = ("hist_ts",)
 OPTIONS: dict[str, str | None] = {
     "a_as_the_job_writes": None,
     "b_byte_stream_split": "BYTE_STREAM_SPLIT",
@@ -46,7 +49,10 @@ GOAL = 0.33  # issue 21, with the offsets counted (benchmarks/user_day_storage.p
 
 
 def live_files(table: Path) -> list[str]:
-    """The data files of the table's latest version, from its JSON commits (no checkpoint at this size)."""
+    """The data files of the table's latest version, from its JSON commits (no checkpoint at this size).
+
+    This and column_bytes stand in for loader.snapshot.resolve_snapshot and loader.storage.column_bytes,
+    which import petastorm and deltalake through the loader package."""
     log = table / "_delta_log"
     if list(log.glob("*.checkpoint.parquet")):
         raise SystemExit(f"{log} has a checkpoint; this script replays JSON commits only")

@@ -17,6 +17,7 @@ import torch
 from deltalake import WriterProperties, write_deltalake
 from pyspark.sql import SparkSession
 
+from benchmarks import user_day_encodings
 from jobs import build_user_day_samples
 from jobs.build_user_day_samples import Args as BuildArgs
 from loader import (
@@ -78,6 +79,12 @@ def test_the_synthetic_tables_are_encoded_as_the_jobs_write_them(tables: tuple[s
                     file,
                     name,
                 )
+
+
+def test_the_encodings_benchmark_copies_the_contracts_names() -> None:
+    """benchmarks/user_day_encodings.py runs without the project's packages, so it copies them."""
+    assert user_day_encodings.HIST == HISTORY_FIELDS
+    assert user_day_encodings.DELTA_ENCODED == DELTA_ENCODED_COLUMNS
 
 
 def rows_of(batches: Iterable[RequestBatch]) -> dict[str, Row]:
